@@ -1,0 +1,530 @@
+"""Tests for tinyvae.datasets: IDX files, shipped MNIST, Fashion-MNIST download, binarization.
+
+Nothing here touches the internet: downloads go to a local HTTP server on 127.0.0.1.
+"""
+
+import contextlib
+import gzip
+import hashlib
+import http.server
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from tinyvae.datasets import (
+    MNIST_DIR,
+    MNIST_SHA256,
+    ChecksumError,
+    DownloadError,
+    binarize_dynamic,
+    binarize_static,
+    default_cache_dir,
+    download,
+    fetch_fashion_mnist,
+    idx,
+    load_fashion_mnist,
+    load_mnist,
+    load_split,
+    read_idx,
+    to_nchw_float,
+    verify_mnist,
+    write_idx,
+)
+
+NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Keep every test away from ~/.cache and from any HTTP proxy."""
+    monkeypatch.setenv("TINYVAE_CACHE", str(tmp_path / "env-cache"))
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+
+
+def _tiny_dataset(seed=0, n_train=5, n_test=3):
+    """A small MNIST-format dataset: {attribute name: uint8 array}."""
+    rng = np.random.default_rng(seed)
+    return {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+
+
+def _write_dataset(directory, arrays, gz=True):
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        write_idx(directory / (NAMES[key] + (".gz" if gz else "")), array)
+    return directory
+
+
+def _idx_header(magic, *dims):
+    return b"".join(int(v).to_bytes(4, "big") for v in (magic, *dims))
+
+
+# -- IDX reader ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("shape", [(7,), (0,), (4, 3, 5), (2, 28, 28)])
+def test_idx_round_trip(tmp_path, suffix, shape):
+    array = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    path = write_idx(tmp_path / f"a{suffix}", array)
+    back = read_idx(path)
+    assert back.dtype == np.uint8 and back.shape == shape
+    np.testing.assert_array_equal(back, array)
+    back[...] = 0  # the result is an ordinary, writable array
+
+
+def test_idx_layout_matches_the_format(tmp_path):
+    path = write_idx(tmp_path / "labels", np.array([3, 1, 4], dtype=np.uint8))
+    assert path.read_bytes() == _idx_header(2049, 3) + bytes([3, 1, 4])
+    gz = write_idx(tmp_path / "labels.gz", np.array([3, 1, 4], dtype=np.uint8))
+    assert gzip.decompress(gz.read_bytes()) == path.read_bytes()
+    assert write_idx(tmp_path / "again.gz", np.array([3, 1, 4], dtype=np.uint8)).read_bytes() == (
+        gz.read_bytes()
+    )  # reproducible bytes (no timestamp)
+
+
+def test_gzip_is_recognised_by_content(tmp_path):
+    path = tmp_path / "labels-without-suffix"
+    path.write_bytes(gzip.compress(_idx_header(2049, 2) + b"\x01\x02"))
+    np.testing.assert_array_equal(read_idx(path), [1, 2])
+
+
+def test_write_idx_rejects_other_arrays(tmp_path):
+    with pytest.raises(ValueError, match="uint8 array of shape"):
+        write_idx(tmp_path / "x", np.zeros((2, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="float64"):
+        write_idx(tmp_path / "x", np.zeros(3))
+
+
+@contextlib.contextmanager
+def _raises_naming(path, *fragments):
+    """Expect a ValueError whose message names ``path`` and contains every fragment."""
+    with pytest.raises(ValueError) as info:
+        yield
+    message = str(info.value)
+    assert str(path) in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_truncated_data(tmp_path, suffix):
+    data = _idx_header(2051, 2, 28, 28) + bytes(2 * 28 * 28 - 5)
+    path = tmp_path / f"images{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix else data)
+    with _raises_naming(path, "truncated", "2x28x28", "exactly 1584 bytes", "found 1579"):
+        read_idx(path)
+
+
+def test_truncated_header(tmp_path):
+    path = tmp_path / "images"
+    path.write_bytes(_idx_header(2051, 2, 28))
+    with _raises_naming(path, "truncated IDX header", "expected 16 bytes", "found 12"):
+        read_idx(path)
+    path.write_bytes(b"\x00\x00")
+    with _raises_naming(path, "truncated", "found 2 bytes"):
+        read_idx(path)
+
+
+def test_trailing_bytes(tmp_path):
+    path = tmp_path / "labels"
+    path.write_bytes(_idx_header(2049, 3) + bytes(4))
+    with _raises_naming(path, "trailing bytes", "exactly 11 bytes", "found 12"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("magic", [2050, 0x0D03, 0x03080000])
+def test_bad_magic(tmp_path, magic):
+    path = tmp_path / "file"
+    path.write_bytes(_idx_header(magic, 1, 1, 1) + b"\x00")
+    with _raises_naming(path, f"bad magic number {magic}", "expected 2049 (labels) or 2051"):
+        read_idx(path)
+
+
+def test_wrong_kind_of_file(tmp_path):
+    labels = write_idx(tmp_path / "labels.gz", np.zeros(4, dtype=np.uint8))
+    with _raises_naming(labels, "expected an IDX images file (magic 2051, 3-D)",
+                        "found an IDX labels file (magic 2049, 1-D)"):
+        read_idx(labels, kind="images")
+    images = write_idx(tmp_path / "images", np.zeros((1, 2, 2), dtype=np.uint8))
+    with _raises_naming(images, "expected an IDX labels file (magic 2049, 1-D)",
+                        "found an IDX images file (magic 2051, 3-D)"):
+        read_idx(images, kind="labels")
+
+
+def test_wrong_dims(tmp_path):
+    # The header claims 5 images, the data holds 4.
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(_idx_header(2051, 5, 28, 28) + bytes(4 * 28 * 28)))
+    with _raises_naming(path, "shape 5x28x28", "found 3152"):
+        read_idx(path)
+    path.write_bytes(gzip.compress(_idx_header(2051, 5, 0, 28)))
+    with _raises_naming(path, "invalid image size 0x28"):
+        read_idx(path)
+    # Well-formed, but not 28x28 where MNIST images are expected.
+    arrays = _tiny_dataset()
+    arrays["test_images"] = np.zeros((3, 27, 28), dtype=np.uint8)
+    directory = _write_dataset(tmp_path / "data", arrays)
+    with _raises_naming(directory / "t10k-images-idx3-ubyte.gz", "expected 28x28", "found 27x28"):
+        load_mnist(data_dir=directory)
+
+
+def test_corrupt_gzip(tmp_path):
+    good = gzip.compress(_idx_header(2049, 1000) + bytes(range(250)) * 4)
+    path = tmp_path / "labels.gz"
+    path.write_bytes(good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:])
+    with _raises_naming(path, "corrupt or truncated gzip data"):
+        read_idx(path)
+    path.write_bytes(good[: len(good) // 2])  # a cut-off download
+    with _raises_naming(path, "corrupt or truncated gzip data"):
+        read_idx(path)
+    path.write_bytes(_idx_header(2049, 0))  # raw data under a .gz name
+    with _raises_naming(path, "not gzip data", "found 00 00"):
+        read_idx(path)
+
+
+def test_count_mismatch(tmp_path):
+    arrays = _tiny_dataset()
+    arrays["train_labels"] = arrays["train_labels"][:4]
+    directory = _write_dataset(tmp_path / "data", arrays)
+    with _raises_naming(
+        directory, "train images and labels disagree", "5 images in train-images-idx3-ubyte.gz",
+        "4 labels in train-labels-idx1-ubyte.gz",
+    ):
+        load_split(directory, "train")
+
+
+def test_label_out_of_range(tmp_path):
+    arrays = _tiny_dataset()
+    arrays["test_labels"][1] = 10
+    directory = _write_dataset(tmp_path / "data", arrays)
+    with _raises_naming(directory / "t10k-labels-idx1-ubyte.gz", "labels 0..9", "found label 10"):
+        load_split(directory, "test")
+
+
+def test_missing_file(tmp_path):
+    arrays = _tiny_dataset()
+    del arrays["test_labels"]
+    directory = _write_dataset(tmp_path / "data", arrays)
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz or t10k-labels-idx1"):
+        load_mnist(data_dir=directory)
+    with pytest.raises(FileNotFoundError, match="data directory not found"):
+        load_mnist(data_dir=tmp_path / "nowhere")
+
+
+def test_load_from_data_dir_gz_and_raw(tmp_path):
+    arrays = _tiny_dataset()
+    directory = tmp_path / "data"
+    _write_dataset(directory, {k: arrays[k] for k in ("train_images", "test_labels")}, gz=True)
+    _write_dataset(directory, {k: arrays[k] for k in ("train_labels", "test_images")}, gz=False)
+    data = load_mnist(data_dir=directory)
+    for key, expected in arrays.items():
+        np.testing.assert_array_equal(getattr(data, key), expected)
+    train_x, train_y, test_x, test_y = data  # unpacks as a 4-tuple
+    assert train_x.shape == (5, 28, 28) and test_y.shape == (3,)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; expected one of mnist"):
+        load_mnist(dataset="cifar")
+
+
+# -- the shipped MNIST -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+def test_shipped_mnist_matches_the_readme(mnist):
+    assert mnist.train_images.shape == (60000, 28, 28) and mnist.train_images.dtype == np.uint8
+    assert mnist.train_labels.shape == (60000,) and mnist.train_labels.dtype == np.uint8
+    assert mnist.test_images.shape == (10000, 28, 28) and mnist.test_images.dtype == np.uint8
+    assert mnist.test_labels.shape == (10000,) and mnist.test_labels.dtype == np.uint8
+    assert mnist.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert mnist.test_labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert np.bincount(mnist.train_labels).tolist() == [
+        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949,
+    ]
+    # Exact mean and (population) std of pixel/255 from the histogram of pixel values.
+    pixels = mnist.train_images.ravel()
+    counts = sum(np.bincount(part, minlength=256) for part in np.array_split(pixels, 60))
+    values = np.arange(256) / 255.0
+    mean = (counts * values).sum() / counts.sum()
+    std = np.sqrt((counts * (values - mean) ** 2).sum() / counts.sum())
+    assert round(mean, 4) == 0.1307 and round(std, 4) == 0.3081
+
+
+def test_shipped_checksums_verify_once_per_process(mnist, monkeypatch):
+    for name in MNIST_SHA256:
+        assert (MNIST_DIR / f"{name}.gz").is_file()
+    verify_mnist()  # already verified by load_mnist(): no hashing now
+
+    def no_hashing(*args):
+        raise AssertionError("hashed a file that was already verified")
+
+    monkeypatch.setattr(idx, "_check_digest", no_hashing)
+    verify_mnist()
+    load_mnist()
+
+
+def test_tampered_copy_fails_verification(tmp_path):
+    copy = tmp_path / "mnist"
+    copy.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (copy / f"{name}.gz").symlink_to(MNIST_DIR / f"{name}.gz")
+    raw = bytearray(gzip.decompress((MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    raw[8] = 1  # the first test label, 7, becomes 1: still a valid IDX file
+    tampered = copy / "t10k-labels-idx1-ubyte.gz"
+    tampered.write_bytes(gzip.compress(bytes(raw)))
+    expected = MNIST_SHA256["t10k-labels-idx1-ubyte"]
+    with pytest.raises(ChecksumError) as info:
+        verify_mnist(copy)
+    message = str(info.value)
+    assert str(tampered) in message and "SHA-256 mismatch" in message and expected in message
+    assert isinstance(info.value, ValueError)
+    # The same content, uncompressed, fails the same way.
+    tampered.unlink()
+    (copy / "t10k-labels-idx1-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(ChecksumError, match="t10k-labels-idx1-ubyte: SHA-256 mismatch"):
+        verify_mnist(copy)
+
+
+# -- Fashion-MNIST download, against a local server ------------------------------------------
+
+
+class _Server:
+    """An HTTP server on 127.0.0.1 serving ``files`` ({name: bytes}); logs request paths."""
+
+    def __init__(self):
+        self.files = {}
+        self.requests = []
+        self.short = set()  # names sent with a Content-Length 100 bytes too large
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                name = self.path.rsplit("/", 1)[-1]
+                server.requests.append(name)
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                body = server.files[name]
+                self.send_response(200)
+                extra = 100 if name in server.short else 0
+                self.send_header("Content-Length", str(len(body) + extra))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/fashion/"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def fashion(monkeypatch):
+    """A local server with a tiny Fashion-MNIST whose digests replace the real ones."""
+    server = _Server()
+    server.arrays = _tiny_dataset(seed=7)
+    digests = {}
+    for key, array in server.arrays.items():
+        name = NAMES[key] + ".gz"
+        path_bytes = gzip.compress(
+            _idx_header(2051 if array.ndim == 3 else 2049, *array.shape) + array.tobytes(), mtime=0
+        )
+        server.files[name] = path_bytes
+        digests[name] = hashlib.sha256(path_bytes).hexdigest()
+    monkeypatch.setattr(download, "FASHION_MNIST_SHA256", digests)
+    yield server
+    server.close()
+
+
+def _check_fashion(data, arrays):
+    for key, expected in arrays.items():
+        np.testing.assert_array_equal(getattr(data, key), expected)
+
+
+def _leftovers(directory):
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def test_fashion_download_then_cache(fashion, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    data = load_mnist(dataset="fashion-mnist", cache_dir=cache, base_url=fashion.url,
+                      progress=False)
+    _check_fashion(data, fashion.arrays)
+    assert sorted(fashion.requests) == sorted(fashion.files)
+    directory = cache / "fashion-mnist"
+    assert sorted(p.name for p in directory.iterdir()) == sorted(fashion.files)
+    for name, body in fashion.files.items():
+        assert (directory / name).read_bytes() == body
+    # Second use: served from the cache, nothing downloaded.
+    _check_fashion(load_fashion_mnist(cache, fashion.url, progress=False), fashion.arrays)
+    assert len(fashion.requests) == 4
+    # Likewise in a "new process", which verifies the cached files again instead of downloading.
+    monkeypatch.setattr(idx, "_VERIFIED", set())
+    assert fetch_fashion_mnist(cache, fashion.url, progress=False) == directory
+    assert len(fashion.requests) == 4
+
+
+def test_fashion_default_cache_is_tinyvae_cache_env(fashion, tmp_path):
+    data = load_mnist(dataset="fashion", base_url=fashion.url, progress=False)
+    _check_fashion(data, fashion.arrays)
+    assert default_cache_dir() == tmp_path / "env-cache"
+    assert sorted(p.name for p in (tmp_path / "env-cache" / "fashion-mnist").iterdir()) == sorted(
+        fashion.files
+    )
+
+
+def test_default_cache_dir_without_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("TINYVAE_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / ".cache" / "tinyvae"
+
+
+def test_fashion_checksum_mismatch_leaves_no_file(fashion, tmp_path, monkeypatch):
+    wrong = dict(download.FASHION_MNIST_SHA256)
+    wrong["t10k-images-idx3-ubyte.gz"] = "0" * 64
+    monkeypatch.setattr(download, "FASHION_MNIST_SHA256", wrong)
+    cache = tmp_path / "cache"
+    with pytest.raises(ChecksumError) as info:
+        load_fashion_mnist(cache, fashion.url, progress=False)
+    message = str(info.value)
+    assert fashion.url + "t10k-images-idx3-ubyte.gz" in message and "SHA-256 mismatch" in message
+    directory = cache / "fashion-mnist"
+    assert not (directory / "t10k-images-idx3-ubyte.gz").exists()
+    assert _leftovers(directory) == []  # no temporary file either
+
+
+def test_fashion_incomplete_transfer_leaves_no_file(fashion, tmp_path):
+    fashion.short.add("train-labels-idx1-ubyte.gz")
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError, match="connection closed after"):
+        load_fashion_mnist(cache, fashion.url, progress=False)
+    directory = cache / "fashion-mnist"
+    assert not (directory / "train-labels-idx1-ubyte.gz").exists()
+    assert _leftovers(directory) == []
+
+
+def test_fashion_http_error(fashion, tmp_path):
+    del fashion.files["t10k-labels-idx1-ubyte.gz"]
+    with pytest.raises(DownloadError, match="ubyte.gz failed: the server answered HTTP 404"):
+        load_fashion_mnist(tmp_path / "cache", fashion.url, progress=False)
+
+
+def test_fashion_offline_error(tmp_path):
+    with socket.socket() as sock:  # a port on which nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}/fashion/"
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError) as info:
+        load_fashion_mnist(cache, base_url, progress=False)
+    message = str(info.value)
+    assert f"download of {base_url}train-images-idx3-ubyte.gz failed" in message
+    assert "may be offline" in message
+    assert str(cache / "fashion-mnist") in message and "--data-dir" in message
+    assert isinstance(info.value, OSError)
+    assert _leftovers(cache / "fashion-mnist") == []
+
+
+def test_fashion_corrupt_cached_file_is_downloaded_again(fashion, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    fetch_fashion_mnist(cache, fashion.url, progress=False)
+    bad = cache / "fashion-mnist" / "train-labels-idx1-ubyte.gz"
+    bad.write_bytes(b"not the file")
+    _check_fashion(load_fashion_mnist(cache, fashion.url, progress=False), fashion.arrays)
+    assert fashion.requests[4:] == ["train-labels-idx1-ubyte.gz"]
+    assert "downloading it again" in capsys.readouterr().err
+
+
+def test_fashion_progress_bar(fashion, tmp_path, capsys):
+    fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=True)
+    err = capsys.readouterr().err
+    for name, body in fashion.files.items():
+        assert f"{name}: [{'#' * 30}] 100%" in err
+    assert err.count("\n") == 4
+
+
+def test_fashion_real_digests_are_well_formed():
+    for name, digest in download.FASHION_MNIST_SHA256.items():
+        assert name.endswith(".gz") and len(digest) == 64 and int(digest, 16) >= 0
+    assert download.FASHION_MNIST_URL.startswith("https://")
+
+
+# -- binarization ----------------------------------------------------------------------------
+
+
+def test_to_nchw_float():
+    images = np.array([[[0, 255], [51, 128]]], dtype=np.uint8)  # (1, 2, 2)
+    x = to_nchw_float(images)
+    assert x.shape == (1, 1, 2, 2) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, 0], [[0.0, 1.0], [0.2, 128 / 255]], rtol=1e-6)
+    np.testing.assert_array_equal(to_nchw_float(x), x)  # NCHW float in [0, 1] passes through
+    assert to_nchw_float(x) is not x
+    with pytest.raises(ValueError, match=r"shape \(N, H, W\) or \(N, 1, H, W\), got \(2, 2\)"):
+        to_nchw_float(images[0])
+    with pytest.raises(ValueError, match=r"in \[0, 1\], found values in \[0.0, 255.0\]"):
+        to_nchw_float(images.astype(np.float64))
+    with pytest.raises(ValueError, match="got int64"):
+        to_nchw_float(images.astype(np.int64))
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        to_nchw_float(np.full((1, 2, 2), np.nan))
+
+
+def test_binarize_static_is_a_fixed_threshold():
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    out = binarize_static(pixels)
+    assert out.shape == (1, 1, 16, 16) and out.dtype == np.float32
+    np.testing.assert_array_equal(out.ravel(), (np.arange(256) > 127.5).astype(np.float32))
+    np.testing.assert_array_equal(binarize_static(pixels), out)
+    np.testing.assert_array_equal(binarize_static(to_nchw_float(pixels)), out)
+    halves = np.array([[[0.5, np.nextafter(np.float32(0.5), np.float32(1))]]], dtype=np.float32)
+    assert binarize_static(halves).ravel().tolist() == [0.0, 1.0]  # strictly above 0.5
+
+
+def test_binarize_dynamic_reproducible_and_unbiased():
+    levels = np.array([0, 1, 64, 128, 200, 255], dtype=np.uint8)
+    images = np.repeat(levels, 20000).reshape(len(levels), 100, 200)  # (6, 100, 200) uint8
+    a = binarize_dynamic(images, np.random.default_rng(42))
+    b = binarize_dynamic(images, np.random.default_rng(42))
+    assert a.shape == (6, 1, 100, 200) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)  # same seed, same sample
+    assert set(np.unique(a).tolist()) <= {0.0, 1.0}
+    rng = np.random.default_rng(0)
+    first, second = binarize_dynamic(images, rng), binarize_dynamic(images, rng)
+    assert not np.array_equal(first, second)  # re-sampled on every call
+    means = first.mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(means, levels / 255.0, atol=0.01)  # 20,000 draws: std <= 0.0036
+    assert means[0] == 0.0 and means[-1] == 1.0
+
+
+def test_binarize_dynamic_needs_a_generator():
+    images = np.zeros((1, 28, 28), dtype=np.uint8)
+    for rng in (0, np.random.RandomState(0), None):
+        with pytest.raises(TypeError, match="numpy.random.Generator"):
+            binarize_dynamic(images, rng)

@@ -1,0 +1,139 @@
+"""Shapes, invariants and error messages of the layers (the gradients are in test_gradients.py)."""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from tinyvae import Conv2D, ConvTranspose2D, Dense, Flatten, ReLU, Reparameterize, Reshape, Sequential
+
+
+@given(
+    n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 12),
+    k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2),
+)  # fmt: skip
+def test_conv2d_output_shape(backend, n, c, h, w, k, s, p):
+    assume(h + 2 * p >= k and w + 2 * p >= k)
+    layer = Conv2D(c, 2, k, rng=np.random.default_rng(0), stride=s, padding=p)
+    out = layer.forward(np.zeros((n, c, h, w), np.float32))
+    assert out.shape == (n, 2, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+    assert out.dtype == np.float32
+
+
+@given(
+    h=st.integers(1, 8), w=st.integers(1, 8), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2),
+    op=st.integers(0, 2),
+)  # fmt: skip
+def test_conv_transpose2d_output_shape_matches_pytorch_formula(backend, h, w, k, s, p, op):
+    op = min(op, s - 1)
+    layer = ConvTranspose2D(3, 2, k, rng=np.random.default_rng(0), stride=s, padding=p, output_padding=op)
+    expected = ((h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op)
+    assume(min(expected) >= 1)
+    assert layer.forward(np.zeros((2, 3, h, w), np.float32)).shape == (2, 2, *expected)
+
+
+@given(
+    n=st.integers(1, 2), c_in=st.integers(1, 3), c_out=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+    k=st.integers(1, 3), s=st.integers(1, 3), p=st.integers(0, 2), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_conv_transpose_is_the_adjoint_of_conv(backend, n, c_in, c_out, h, w, k, s, p, seed):
+    """<conv(x), y> = <x, convT(y)> when both use the same weight and no bias."""
+    assume(h + 2 * p >= k and w + 2 * p >= k)
+    rng = np.random.default_rng(seed)
+    conv = Conv2D(c_in, c_out, k, rng=rng, stride=s, padding=p, dtype=np.float64)
+    x = rng.standard_normal((n, c_in, h, w))
+    y_shape = conv.output_shape(x.shape)
+    # output_padding recovers the rows/columns that the strided conv skipped at the end
+    op_h, op_w = (h + 2 * p - k) % s, (w + 2 * p - k) % s
+    convt = ConvTranspose2D(c_out, c_in, k, rng=rng, stride=s, padding=p, output_padding=(op_h, op_w), dtype=np.float64)
+    convt.params["weight"][...] = conv.params["weight"]  # (C_out, C_in, k, k) read as (C_in', C_out', k, k)
+    y = rng.standard_normal(y_shape)
+    lhs = np.sum(conv.forward(x) * y)
+    rhs = np.sum(x * convt.forward(y))
+    assert np.isclose(lhs, rhs, rtol=1e-10, atol=1e-10)
+
+
+def test_sequential_collects_params_and_grads_in_order():
+    rng = np.random.default_rng(0)
+    model = Sequential(Dense(4, 3, rng=rng), ReLU(), Dense(3, 2, rng=rng))
+    assert list(model.params) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert model.params["0.weight"] is model[0].params["weight"]  # shared memory: optimizers update layers
+    out = model.forward(rng.standard_normal((5, 4)).astype(np.float32))
+    model.backward(np.ones_like(out))
+    assert list(model.grads) == list(model.params)
+    assert all(model.grads[k].shape == v.shape for k, v in model.params.items())
+
+
+def test_grads_are_overwritten_not_accumulated():
+    rng = np.random.default_rng(0)
+    layer = Dense(3, 2, rng=rng)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    layer.backward(np.ones_like(layer.forward(x)))
+    first = layer.grads["weight"].copy()
+    layer.backward(np.ones_like(layer.forward(x)))
+    np.testing.assert_array_equal(layer.grads["weight"], first)
+
+
+def test_init_is_reproducible_from_the_generator():
+    a = Conv2D(2, 3, 3, rng=np.random.default_rng(7)).params["weight"]
+    b = Conv2D(2, 3, 3, rng=np.random.default_rng(7)).params["weight"]
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and a.shape == (3, 2, 3, 3)
+    assert ConvTranspose2D(2, 3, 3, rng=np.random.default_rng(7)).params["weight"].shape == (2, 3, 3, 3)
+
+
+# -- bad input: a ValueError that names the layer and what was expected --------------------
+
+
+@pytest.mark.parametrize(
+    "layer, x, message",
+    [
+        (Dense(4, 2, rng=np.random.default_rng(0)), np.zeros((3, 5), np.float32), r"Dense\(in_features=4.*\(N, 4\)"),
+        (Dense(4, 2, rng=np.random.default_rng(0)), np.zeros((3, 4), np.float64), r"Dense.*expected float32.*float64"),
+        (Dense(4, 2, rng=np.random.default_rng(0)), np.zeros((3, 4), np.uint8), r"Dense.*floating-point"),
+        (Conv2D(3, 2, 3, rng=np.random.default_rng(0)), np.zeros((1, 1, 8, 8), np.float32), r"Conv2D.*3 input channels"),
+        (Conv2D(1, 2, 3, rng=np.random.default_rng(0)), np.zeros((1, 8, 8), np.float32), r"Conv2D.*\(N, 1, H, W\)"),
+        (Conv2D(1, 2, 5, rng=np.random.default_rng(0)), np.zeros((1, 1, 3, 3), np.float32), r"Conv2D.*smaller than the kernel"),
+        (ConvTranspose2D(2, 1, 3, rng=np.random.default_rng(0)), np.zeros((1, 3, 4, 4), np.float32),
+         r"ConvTranspose2D.*2 input channels"),
+        (Reshape(1, 28, 28), np.zeros((2, 780), np.float32), r"Reshape\(1, 28, 28\).*784 values"),
+        (Flatten(), np.zeros(5, np.float32), r"Flatten.*\(N, \.\.\.\)"),
+        (ReLU(), np.zeros(3, np.int64), r"ReLU.*floating-point"),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, str) else "",
+)  # fmt: skip
+def test_bad_input_names_the_layer_and_the_expectation(layer, x, message):
+    with pytest.raises(ValueError, match=message):
+        layer.forward(x)
+
+
+def test_bad_dout_shape_is_rejected():
+    layer = Dense(4, 2, rng=np.random.default_rng(0))
+    layer.forward(np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"Dense.*dout of shape \(3, 2\)"):
+        layer.backward(np.zeros((3, 3), np.float32))  # would broadcast silently without the check
+
+
+def test_bad_constructor_arguments():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="output_padding must be"):
+        ConvTranspose2D(1, 1, 3, rng=rng, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="kernel_size must be an int or a pair"):
+        Conv2D(1, 1, (3, 3, 3), rng=rng)
+
+
+def test_reparameterize_requires_an_explicit_generator_and_checks_shapes():
+    layer = Reparameterize()
+    mu = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="numpy.random.Generator"):
+        layer.forward(mu, mu)
+    with pytest.raises(ValueError, match=r"Reparameterize.*\(N, latent_dim\)"):
+        layer.forward(mu, np.zeros((2, 4), np.float32), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="eps of shape"):
+        layer.forward(mu, mu, eps=np.zeros((2, 2), np.float32))
+
+
+def test_reparameterize_uses_mu_and_sigma():
+    mu, logvar = np.array([[1.0, -2.0]]), np.log(np.array([[4.0, 0.25]]))
+    z = Reparameterize().forward(mu, logvar, eps=np.array([[1.0, 2.0]]))
+    np.testing.assert_allclose(z, [[1.0 + 2.0 * 1.0, -2.0 + 0.5 * 2.0]])

@@ -1,0 +1,168 @@
+"""The VAE model, its presets, the optimizers and the training loop."""
+
+import numpy as np
+import pytest
+
+from tinyvae import SGD, VAE, Adam, NonFiniteLossError, build_vae, conv_vae, mlp_vae, train
+
+
+def binary_batch(rng, n, shape=(1, 28, 28)):
+    return (rng.random((n, *shape)) < 0.3).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset, latent", [("conv", 2), ("conv", 32), ("mlp", 20)])
+def test_presets_map_images_to_logits_of_the_same_shape(backend, preset, latent):
+    rng = np.random.default_rng(0)
+    model = build_vae(preset, rng=rng, latent_dim=latent)
+    x = binary_batch(rng, 3)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (3, latent)
+    assert model.decode(mu).shape == x.shape
+    samples = model.sample(4, rng)
+    assert samples.shape == (4, 1, 28, 28) and samples.dtype == np.float32
+    assert np.all((samples >= 0) & (samples <= 1))
+    assert model.reconstruct(x).shape == x.shape
+
+
+def test_conv_preset_matches_the_tensorflow_tutorial_parameter_count():
+    model = conv_vae(2, rng=np.random.default_rng(0))
+    # TF CVAE tutorial, latent 2: encoder 320 + 18,496 + 9,220; decoder 4,704 + 18,496 + 18,464 + 289
+    assert sum(p.size for p in model.params.values()) == 320 + 18_496 + 9_220 + 4_704 + 18_496 + 18_464 + 289
+
+
+def test_mlp_preset_is_784_hidden_latent():
+    model = mlp_vae(20, hidden=400, rng=np.random.default_rng(0))
+    shapes = {k: v.shape for k, v in model.params.items()}
+    assert shapes["encoder.1.weight"] == (784, 400) and shapes["encoder.3.weight"] == (400, 40)
+    assert shapes["decoder.0.weight"] == (20, 400) and shapes["decoder.2.weight"] == (400, 784)
+
+
+def test_unknown_preset_and_wrong_input_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown preset 'resnet'"):
+        build_vae("resnet", rng=np.random.default_rng(0))
+    model = mlp_vae(2, hidden=8, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"VAE: expected x of shape \(N, 1, 28, 28\) float32, got shape \(2, 784\)"):
+        model.loss_and_grads(np.zeros((2, 784), np.float32), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="VAE: expected x of dtype float32"):
+        model.loss_and_grads(np.zeros((2, 1, 28, 28)), rng=np.random.default_rng(0))
+
+
+def test_loss_terms_add_up_and_beta_weights_the_kl():
+    rng = np.random.default_rng(0)
+    model = mlp_vae(4, hidden=16, rng=rng)
+    x = binary_batch(rng, 8)
+    eps = rng.standard_normal((8, 4)).astype(np.float32)
+    terms = model.loss_and_grads(x, eps=eps, beta=1.0)
+    assert terms.total == pytest.approx(terms.reconstruction + terms.kl)
+    half = model.loss_and_grads(x, eps=eps, beta=0.5)
+    assert half.total == pytest.approx(half.reconstruction + 0.5 * half.kl)
+    assert half.reconstruction == terms.reconstruction
+
+
+def test_iwae_bound_is_exact_when_the_posterior_is_the_prior():
+    """If q(z|x) = p(z) and p(x|z) ignores z, every importance weight equals p(x)."""
+    rng = np.random.default_rng(0)
+    model = mlp_vae(3, hidden=8, rng=rng, dtype=np.float64)
+    model.params["encoder.3.weight"][...] = 0  # mu = logvar = 0: q is the prior
+    model.params["decoder.0.weight"][...] = 0  # the decoder's output no longer depends on z
+    x = (rng.random((5, 1, 28, 28)) < 0.3).astype(np.float64)
+    log_px = -model.reconstruction_nll(model.decode(np.zeros((5, 3))), x)[0]
+    np.testing.assert_allclose(model.iwae_bound(x, k=7, rng=rng), log_px, rtol=1e-12)
+    np.testing.assert_allclose(model.elbo(x, rng), log_px, rtol=1e-12)
+
+
+def test_iwae_bound_is_at_least_the_elbo_on_average():
+    rng = np.random.default_rng(1)
+    model = mlp_vae(2, hidden=16, rng=rng, dtype=np.float64)
+    x = (rng.random((20, 1, 28, 28)) < 0.3).astype(np.float64)
+    elbo = np.mean([model.elbo(x, rng).mean() for _ in range(20)])
+    assert model.iwae_bound(x, k=64, rng=rng).mean() > elbo
+
+
+def test_adam_matches_a_hand_computed_first_step():
+    param = np.array([1.0, -2.0])
+    opt = Adam({"p": param}, lr=0.1)
+    opt.step({"p": np.array([0.5, -4.0])})
+    # after one step m_hat = g and v_hat = g^2, so the update is lr * sign(g) (up to eps)
+    np.testing.assert_allclose(param, [0.9, -1.9], rtol=1e-7)
+    assert opt.step_count == 1
+
+
+def test_sgd_momentum_accumulates_velocity():
+    param = np.array([0.0])
+    opt = SGD({"p": param}, lr=0.1, momentum=0.5)
+    opt.step({"p": np.array([1.0])})  # v = 1, p = -0.1
+    opt.step({"p": np.array([1.0])})  # v = 1.5, p = -0.25
+    np.testing.assert_allclose(param, [-0.25])
+
+
+def test_optimizer_rejects_mismatched_grads():
+    opt = Adam({"p": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"Adam.step: grad p has shape \(3,\)"):
+        opt.step({"p": np.zeros(3)})
+
+
+def small_training_run(seed, epochs=2):
+    rng = np.random.default_rng(seed)
+    model = mlp_vae(2, hidden=16, rng=rng)
+    optimizer = Adam(model.params, lr=1e-3)
+    images = binary_batch(np.random.default_rng(123), 64)
+    history = train(model, optimizer, images, epochs=epochs, batch_size=16, rng=rng)
+    return model, optimizer, history
+
+
+def test_training_is_reproducible_from_one_seed():
+    a, _, history_a = small_training_run(5)
+    b, _, history_b = small_training_run(5)
+    c, _, _ = small_training_run(6)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert [h["total"] for h in history_a] == [h["total"] for h in history_b]
+    assert not np.array_equal(a.params["encoder.1.weight"], c.params["encoder.1.weight"])
+
+
+def test_training_stops_on_nan_without_updating():
+    rng = np.random.default_rng(0)
+    model = mlp_vae(2, hidden=8, rng=rng)
+    model.params["decoder.2.bias"][0] = np.nan
+    before = model.state_dict()
+    with pytest.raises(NonFiniteLossError, match=r"the reconstruction loss is nan at epoch 1, step 1"):
+        train(model, Adam(model.params), binary_batch(rng, 8), epochs=1, batch_size=4, rng=rng)
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.params[k], v)  # NaN compares equal here: same array
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_training_stops_on_inf_input():
+    rng = np.random.default_rng(0)
+    model = mlp_vae(2, hidden=8, rng=rng)
+    images = binary_batch(rng, 8)
+    images[3, 0, 0, 0] = np.inf
+    with pytest.raises(NonFiniteLossError, match="loss is"):
+        train(model, Adam(model.params), images, epochs=1, batch_size=8, rng=rng)
+
+
+def test_train_calls_hooks_and_reports_epoch_means():
+    rng = np.random.default_rng(0)
+    model = mlp_vae(2, hidden=8, rng=rng)
+    seen = []
+    history = train(
+        model, Adam(model.params), binary_batch(rng, 10), epochs=2, batch_size=4, rng=rng,
+        on_batch=lambda epoch, step, n_steps, terms: seen.append((epoch, step, n_steps)),
+        on_epoch=lambda epoch, stats: seen.append(("epoch", epoch)),
+    )  # fmt: skip
+    assert seen == [(1, 1, 3), (1, 2, 3), (1, 3, 3), ("epoch", 1), (2, 1, 3), (2, 2, 3), (2, 3, 3), ("epoch", 2)]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[0]["total"] == pytest.approx(history[0]["reconstruction"] + history[0]["kl"])
+
+
+def test_state_dict_round_trip_and_mismatch():
+    rng = np.random.default_rng(0)
+    a, b = mlp_vae(2, hidden=8, rng=rng), mlp_vae(2, hidden=8, rng=rng)
+    b.load_state_dict(a.state_dict())
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    with pytest.raises(ValueError, match=r"decoder.0.weight expected \(2, 8\) float32, got \(3, 8\)"):
+        b.load_state_dict({**a.state_dict(), "decoder.0.weight": np.zeros((3, 8), np.float32)})
+    with pytest.raises(ValueError, match="missing keys"):
+        VAE.load_state_dict(b, {})

@@ -1,0 +1,66 @@
+"""Datasets: MNIST (shipped), Fashion-MNIST (downloaded on first use), IDX files, binarization.
+
+    from tinyvae.datasets import load_mnist, binarize_dynamic
+    train_x, train_y, test_x, test_y = load_mnist()  # (60000, 28, 28) uint8, (60000,) uint8, ...
+    batch = binarize_dynamic(train_x[:128], rng)  # (128, 1, 28, 28) float32 of 0.0 / 1.0
+
+MNIST: Y. LeCun, C. Cortes, C. J. C. Burges, CC BY-SA 3.0. Fashion-MNIST: Zalando Research, MIT.
+"""
+
+from .binarize import binarize_dynamic, binarize_static, to_nchw_float
+from .download import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_SHA256,
+    FASHION_MNIST_URL,
+    DownloadError,
+    default_cache_dir,
+    download_file,
+    fetch_fashion_mnist,
+)
+from .idx import (
+    ChecksumError,
+    find_split_files,
+    load_split,
+    parse_idx,
+    read_idx,
+    verify_content,
+    verify_file,
+    write_idx,
+)
+from .loaders import (
+    DATASETS,
+    MNIST_DIR,
+    MNIST_SHA256,
+    MNISTData,
+    load_fashion_mnist,
+    load_mnist,
+    verify_mnist,
+)
+
+__all__ = [
+    "DATASETS",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_SHA256",
+    "FASHION_MNIST_URL",
+    "MNIST_DIR",
+    "MNIST_SHA256",
+    "ChecksumError",
+    "DownloadError",
+    "MNISTData",
+    "binarize_dynamic",
+    "binarize_static",
+    "default_cache_dir",
+    "download_file",
+    "fetch_fashion_mnist",
+    "find_split_files",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_split",
+    "parse_idx",
+    "read_idx",
+    "to_nchw_float",
+    "verify_content",
+    "verify_file",
+    "verify_mnist",
+    "write_idx",
+]

@@ -1,0 +1,229 @@
+"""Reference kernels in plain NumPy: the hot paths of tinyvae, written to be read.
+
+Every backend (see :mod:`tinyvae.backend`) provides these functions with the same
+signatures and the same results; the layers, losses and optimizers call them through
+``tinyvae.backend.kernels()`` and never import a backend directly.
+
+Conventions: images are NCHW; ``Conv2D`` weights are (C_out, C_in, kH, kW) and
+``ConvTranspose2D`` weights are (C_in, C_out, kH, kW), as in PyTorch. ``stride`` and
+``padding`` are (height, width) pairs of ints. Loss kernels return the per-example loss
+(summed over the features, shape (N,)) and the gradient of its *batch mean*.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+# --------------------------------------------------------------------------------------
+# im2col / col2im: a convolution as one matrix product
+# --------------------------------------------------------------------------------------
+
+
+def im2col(x_padded, kernel_size, stride, out_size):
+    """Gather every receptive field of ``x_padded`` into one row.
+
+    Row ``(n, ho, wo)`` holds ``x_padded[n, :, ho*sh:ho*sh+kH, wo*sw:wo*sw+kW]`` flattened
+    in (C, kH, kW) order, the order of a flattened ``Conv2D`` weight.
+    Returns an (N*Ho*Wo, C*kH*kW) contiguous array.
+    """
+    N, C, _, _ = x_padded.shape  # (N, C, Hp, Wp)
+    (kH, kW), (sh, sw), (Ho, Wo) = kernel_size, stride, out_size
+    sN, sC, sH, sW = x_padded.strides
+    windows = as_strided(  # (N, Ho, Wo, C, kH, kW), a view: nothing copied yet
+        x_padded,
+        shape=(N, Ho, Wo, C, kH, kW),
+        strides=(sN, sH * sh, sW * sw, sC, sH, sW),
+        writeable=False,
+    )
+    return windows.reshape(N * Ho * Wo, C * kH * kW)  # the copy happens here
+
+
+def col2im(cols, padded_shape, kernel_size, stride, out_size):
+    """Adjoint of :func:`im2col`: scatter-add each row back onto its receptive field.
+
+    ``cols`` is (N*Ho*Wo, C*kH*kW); returns the (N, C, Hp, Wp) array ``padded_shape``.
+    One strided slice-add per kernel offset (kH*kW of them), no loop over pixels.
+    """
+    N, C, Hp, Wp = padded_shape
+    (kH, kW), (sh, sw), (Ho, Wo) = kernel_size, stride, out_size
+    patches = cols.reshape(N, Ho, Wo, C, kH, kW).transpose(0, 3, 4, 5, 1, 2)  # (N, C, kH, kW, Ho, Wo)
+    x_padded = np.zeros(padded_shape, dtype=cols.dtype)  # (N, C, Hp, Wp)
+    for i in range(kH):
+        for j in range(kW):
+            x_padded[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += patches[:, :, i, j]
+    return x_padded
+
+
+def _pad(x, padding):
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def _crop(x_padded, padding):
+    ph, pw = padding
+    H, W = x_padded.shape[2] - 2 * ph, x_padded.shape[3] - 2 * pw
+    return x_padded[:, :, ph : ph + H, pw : pw + W]
+
+
+def conv_output_size(size, kernel, stride, padding):
+    """Output length of a convolution along one axis: floor((size + 2p - k) / s) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def conv_transpose_output_size(size, kernel, stride, padding, output_padding):
+    """Output length of a transposed convolution: (size - 1) s - 2p + k + output_padding."""
+    return (size - 1) * stride - 2 * padding + kernel + output_padding
+
+
+# --------------------------------------------------------------------------------------
+# Conv2D
+# --------------------------------------------------------------------------------------
+
+
+def conv2d_forward(x, weight, bias, stride, padding):
+    """out[n, f] = sum_c x[n, c] (cross-correlated with) weight[f, c] + bias[f]."""
+    N, C, H, W = x.shape  # (N, C_in, H, W)
+    F, _, kH, kW = weight.shape  # (C_out, C_in, kH, kW)
+    Ho = conv_output_size(H, kH, stride[0], padding[0])
+    Wo = conv_output_size(W, kW, stride[1], padding[1])
+    cols = im2col(_pad(x, padding), (kH, kW), stride, (Ho, Wo))  # (N*Ho*Wo, C*kH*kW)
+    out = cols @ weight.reshape(F, -1).T + bias  # (N*Ho*Wo, F)
+    return np.ascontiguousarray(out.reshape(N, Ho, Wo, F).transpose(0, 3, 1, 2))  # (N, F, Ho, Wo)
+
+
+def conv2d_backward(dout, x, weight, stride, padding):
+    """Gradients of Conv2D given dL/dout.
+
+    dweight = dout^T @ cols (each filter against the patches it saw), dbias = sum of dout,
+    dx = col2im(dout @ W): every patch gradient added back where the patch came from.
+    """
+    N, C, H, W = x.shape  # (N, C_in, H, W)
+    F, _, kH, kW = weight.shape  # (C_out, C_in, kH, kW)
+    Ho, Wo = dout.shape[2:]
+    x_padded = _pad(x, padding)
+    cols = im2col(x_padded, (kH, kW), stride, (Ho, Wo))  # (N*Ho*Wo, C*kH*kW)
+    dout_rows = dout.transpose(0, 2, 3, 1).reshape(N * Ho * Wo, F)  # (N*Ho*Wo, F)
+    dweight = (dout_rows.T @ cols).reshape(weight.shape)  # (F, C, kH, kW)
+    dbias = dout_rows.sum(axis=0)  # (F,)
+    dcols = dout_rows @ weight.reshape(F, -1)  # (N*Ho*Wo, C*kH*kW)
+    dx_padded = col2im(dcols, x_padded.shape, (kH, kW), stride, (Ho, Wo))
+    return np.ascontiguousarray(_crop(dx_padded, padding)), dweight, dbias
+
+
+# --------------------------------------------------------------------------------------
+# ConvTranspose2D: the adjoint of Conv2D with the same weight
+# --------------------------------------------------------------------------------------
+
+
+def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
+    """out = col2im(x @ W) + bias: each input pixel stamps a weighted kernel onto the output.
+
+    This is Conv2D's input gradient with ``weight`` read as a Conv2D weight, so
+    <conv2d(y, W), x> = <y, conv_transpose2d(x, W)>.
+    """
+    N, Cin, H, W = x.shape  # (N, C_in, H, W)
+    _, Cout, kH, kW = weight.shape  # (C_in, C_out, kH, kW)
+    Ho = conv_transpose_output_size(H, kH, stride[0], padding[0], output_padding[0])
+    Wo = conv_transpose_output_size(W, kW, stride[1], padding[1], output_padding[1])
+    x_rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, Cin)  # (N*H*W, C_in)
+    cols = x_rows @ weight.reshape(Cin, -1)  # (N*H*W, C_out*kH*kW)
+    padded_shape = (N, Cout, Ho + 2 * padding[0], Wo + 2 * padding[1])
+    out_padded = col2im(cols, padded_shape, (kH, kW), stride, (H, W))
+    out = _crop(out_padded, padding) + bias.reshape(1, Cout, 1, 1)
+    return np.ascontiguousarray(out)  # (N, C_out, Ho, Wo)
+
+
+def conv_transpose2d_backward(dout, x, weight, stride, padding):
+    """Gradients of ConvTranspose2D given dL/dout.
+
+    dx = conv2d(dout, W) (the adjoint's adjoint), dweight = x^T @ im2col(dout),
+    dbias = sum of dout.
+    """
+    N, Cin, H, W = x.shape  # (N, C_in, H, W)
+    _, Cout, kH, kW = weight.shape  # (C_in, C_out, kH, kW)
+    cols = im2col(_pad(dout, padding), (kH, kW), stride, (H, W))  # (N*H*W, C_out*kH*kW)
+    x_rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, Cin)  # (N*H*W, C_in)
+    dweight = (x_rows.T @ cols).reshape(weight.shape)  # (C_in, C_out, kH, kW)
+    dbias = dout.sum(axis=(0, 2, 3))  # (C_out,)
+    dx_rows = cols @ weight.reshape(Cin, -1).T  # (N*H*W, C_in)
+    dx = dx_rows.reshape(N, H, W, Cin).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(dx), dweight, dbias
+
+
+# --------------------------------------------------------------------------------------
+# Dense
+# --------------------------------------------------------------------------------------
+
+
+def dense_forward(x, weight, bias):
+    """out = x @ W + b."""
+    return x @ weight + bias  # (N, out)
+
+
+def dense_backward(dout, x, weight):
+    """dx = dout @ W^T, dW = x^T @ dout, db = sum_n dout."""
+    return dout @ weight.T, x.T @ dout, dout.sum(axis=0)
+
+
+# --------------------------------------------------------------------------------------
+# Sampling and the ELBO's terms
+# --------------------------------------------------------------------------------------
+
+
+def reparameterize(mu, logvar, eps):
+    """z = mu + exp(logvar / 2) * eps."""
+    return mu + np.exp(0.5 * logvar) * eps
+
+
+def reparameterize_backward(dz, logvar, eps):
+    """dmu = dz; dlogvar = dz * eps * exp(logvar / 2) / 2 (since dz/dlogvar = sigma * eps / 2)."""
+    return dz, dz * (0.5 * np.exp(0.5 * logvar) * eps)
+
+
+def kl_divergence(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)) per example, and the gradient of its batch mean.
+
+    kl = -1/2 sum(1 + logvar - mu^2 - exp(logvar));
+    dkl/dmu = mu, dkl/dlogvar = (exp(logvar) - 1) / 2, each divided by N for the mean.
+    """
+    var = np.exp(logvar)
+    kl = -0.5 * np.sum(1.0 + logvar - mu * mu - var, axis=1)  # (N,)
+    scale = 1.0 / mu.shape[0]
+    return kl, mu * scale, (0.5 * scale) * (var - 1.0)
+
+
+def bernoulli_nll(logits, x):
+    """-log p(x | logits) per example for Bernoulli pixels, and the gradient of its batch mean.
+
+    nll = sum(softplus(l) - x l), computed as max(l, 0) - x l + log1p(exp(-|l|)) so that no
+    exp overflows and no log(0) appears; dnll/dl = sigmoid(l) - x.
+    """
+    N = logits.shape[0]
+    flat_l, flat_x = logits.reshape(N, -1), x.reshape(N, -1)
+    e = np.exp(-np.abs(flat_l))  # in (0, 1]: never overflows
+    nll = np.sum(np.maximum(flat_l, 0) - flat_x * flat_l + np.log1p(e), axis=1)  # (N,)
+    sigmoid = np.where(flat_l >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    dlogits = (sigmoid - flat_x) * (1.0 / N)
+    return nll, dlogits.reshape(logits.shape)
+
+
+# --------------------------------------------------------------------------------------
+# Optimizer
+# --------------------------------------------------------------------------------------
+
+
+def adam_update(param, grad, m, v, lr, beta1, beta2, eps, step):
+    """One bias-corrected Adam step, in place on ``param``, ``m`` and ``v``.
+
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+    param <- param - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+    """
+    m *= beta1
+    m += (1.0 - beta1) * grad
+    v *= beta2
+    v += (1.0 - beta2) * grad * grad
+    step_size = lr / (1.0 - beta1**step)
+    denom = np.sqrt(v / (1.0 - beta2**step))
+    denom += eps
+    param -= step_size * m / denom
