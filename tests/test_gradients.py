@@ -180,3 +180,11 @@ def test_whole_model_gradients(backend, likelihood, n, beta, seed):
     assert analytic.keys() == model.params.keys()
     for name, param in model.params.items():
         assert relative_error(analytic[name], numerical_gradient(loss, param)) < TOL, name
+
+
+def test_numerical_gradient_perturbs_views_in_place():
+    """encode() returns views such as h[:, :L]: differencing one must reach the original."""
+    h = np.arange(1.0, 7.0).reshape(2, 3)
+    view = h[:, :2]  # not contiguous
+    np.testing.assert_allclose(numerical_gradient(lambda: float(np.sum(view**2)), view), 2 * view, rtol=1e-8)
+    np.testing.assert_array_equal(h, np.arange(1.0, 7.0).reshape(2, 3))  # restored afterwards

@@ -19,15 +19,14 @@ def numerical_gradient(f, array, h=1e-6):
     if array.dtype != np.float64:
         raise ValueError(f"numerical_gradient: use a float64 array (got {array.dtype}); float32 is too coarse")
     grad = np.zeros_like(array)
-    flat, flat_grad = array.reshape(-1), grad.reshape(-1)  # views: writes reach ``array``
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + h
+    for index in np.ndindex(array.shape):  # index, not a reshape: views of views work too
+        original = array[index]
+        array[index] = original + h
         f_plus = f()
-        flat[i] = original - h
+        array[index] = original - h
         f_minus = f()
-        flat[i] = original
-        flat_grad[i] = (f_plus - f_minus) / (2.0 * h)
+        array[index] = original
+        grad[index] = (f_plus - f_minus) / (2.0 * h)
     return grad
 
 

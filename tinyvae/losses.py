@@ -30,9 +30,9 @@ def kl_normal_standard(mu, logvar):
 
 
 def bernoulli_nll(logits, x):
-    """-log Bernoulli(x | sigmoid(logits)), from logits, stable for any |logits|.
+    """-log Bernoulli(x | sigmoid(l)) = softplus(l) - x l, from logits, stable for any |l|.
 
-    Returns (nll (N,), dlogits) with dlogits = (sigmoid(logits) - x) / N.
+    logits, x: (N, ...). Returns (nll (N,), dlogits like logits), dlogits = (sigmoid(l) - x) / N.
     """
     _check_pair("bernoulli_nll", logits, x, "logits", "x")
     return kernels().bernoulli_nll(logits, x)
@@ -56,5 +56,5 @@ def gaussian_nll(mean, x, sigma=1.0):
 
 
 def log_normal(z, mu, logvar):
-    """log N(z | mu, exp(logvar)) summed over the last axis (used by the IWAE bound)."""
+    """log N(z | mu, exp(logvar)) summed over the last axis: (..., L) -> (...) (the IWAE bound)."""
     return -0.5 * np.sum(LOG_2PI + logvar + (z - mu) ** 2 * np.exp(-logvar), axis=-1)

@@ -87,7 +87,7 @@ class VAE:
         h = self.encoder.forward(x)  # (N, 2 * latent_dim)
         if h.shape[1:] != (2 * self.latent_dim,):
             raise ValueError(f"VAE: the encoder must output (N, {2 * self.latent_dim}), got {h.shape}")
-        return h[:, : self.latent_dim], h[:, self.latent_dim :]
+        return h[:, : self.latent_dim], h[:, self.latent_dim :]  # views into h: [mu | logvar]
 
     def decode(self, z):
         """p(x | z)'s parameters: logits (Bernoulli) or means (Gaussian), (N, *input_shape)."""
@@ -123,14 +123,15 @@ class VAE:
         mu, logvar = self.encode(x)  # (N, L) each
         z = self.sampler.forward(mu, logvar, rng=rng, eps=eps)  # (N, L)
         decoded = self.decode(z)  # (N, *input_shape)
-        rec, ddecoded = self.reconstruction_nll(decoded, x)  # (N,), like decoded
-        kl, dmu_kl, dlogvar_kl = kl_normal_standard(mu, logvar)  # (N,), (N, L), (N, L)
+        rec, ddecoded = self.reconstruction_nll(decoded, x)  # (N,), like decoded: e.g. (sigmoid(l) - x) / N
+        kl, dmu_kl, dlogvar_kl = kl_normal_standard(mu, logvar)  # (N,), and the KL path into mu, logvar
 
         # Backward: the same path in reverse. The KL adds a second path into mu and logvar.
-        dz = self.decoder.backward(ddecoded)  # (N, L)
-        dmu, dlogvar = self.sampler.backward(dz)  # through z = mu + exp(logvar / 2) eps
+        dz = self.decoder.backward(ddecoded)  # undoes decode: (N, L)
+        dmu, dlogvar = self.sampler.backward(dz)  # the path through z = mu + exp(logvar / 2) eps
+        # z path + beta * KL path; concatenating undoes encode's split of h into [mu | logvar]
         dh = np.concatenate([dmu + beta * dmu_kl, dlogvar + beta * dlogvar_kl], axis=1)  # (N, 2L)
-        self.encoder.backward(dh)
+        self.encoder.backward(dh)  # undoes encode; fills encoder.grads (dx is not needed)
 
         self.grads = {
             **{f"encoder.{k}": v for k, v in self.encoder.grads.items()},

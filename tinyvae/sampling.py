@@ -35,10 +35,13 @@ class Reparameterize:
         return kernels().reparameterize(mu, logvar, eps)  # (N, latent_dim)
 
     def backward(self, dz):
-        """dL/dmu = dL/dz;  dL/dlogvar = dL/dz * 0.5 * exp(0.5 * logvar) * eps.
+        """dz (N, L) -> (dmu, dlogvar): dmu = dz;  dlogvar = dz * 0.5 * exp(0.5 * logvar) * eps.
 
-        Both follow from z = mu + exp(logvar / 2) eps with eps held fixed.
+        Both follow from z = mu + sigma eps, sigma = exp(logvar / 2), with eps held fixed.
+        This is only the path through z: the KL adds its own gradient (VAE.loss_and_grads).
         """
+        if not hasattr(self, "eps"):
+            raise RuntimeError("Reparameterize: backward called before forward")
         if dz.shape != self.eps.shape:
             raise ValueError(f"Reparameterize: expected dz of shape {self.eps.shape}, got {dz.shape}")
         return kernels().reparameterize_backward(dz, self.logvar, self.eps)
