@@ -167,6 +167,21 @@ def dense_backward(dout, x, weight):
 
 
 # --------------------------------------------------------------------------------------
+# ReLU
+# --------------------------------------------------------------------------------------
+
+
+def relu_forward(x):
+    """out = max(x, 0); maximum, unlike where, keeps NaN visible."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(dout, out):
+    """dx = dout where out > 0, else 0 (out = relu(x) is > 0 exactly where x > 0)."""
+    return np.where(out > 0, dout, 0)
+
+
+# --------------------------------------------------------------------------------------
 # Sampling and the ELBO's terms
 # --------------------------------------------------------------------------------------
 

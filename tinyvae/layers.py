@@ -238,13 +238,13 @@ class _Elementwise(Layer):
 class ReLU(_Elementwise):
     def forward(self, x):
         self._check(x)
-        self._positive = x > 0
-        return self._remember_shape(np.maximum(x, 0))  # maximum, unlike where, keeps NaN visible
+        self._out = kernels().relu_forward(x)  # max(x, 0), NaN kept
+        return self._remember_shape(self._out)
 
     def backward(self, dout):
-        """dx = dout where x > 0, else 0."""
+        """dx = dout where x > 0 (where the output is > 0), else 0."""
         self._check_dout(dout)
-        return np.where(self._positive, dout, 0)
+        return kernels().relu_backward(dout, self._out)
 
 
 class LeakyReLU(_Elementwise):

@@ -1,0 +1,283 @@
+"""The Numba backend against its NumPy twin: same interface, same results, NaN kept, race-free.
+
+Tolerances, relative to the largest magnitude of the reference result: 1e-12 in float64
+(only the order of the sums differs), 1e-5 in float32 (BLAS blocking and Numba's float64
+accumulators round differently from NumPy's pairwise float32 sums).
+"""
+
+import inspect
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinyvae
+import tinyvae.backend
+import tinyvae.kernels_numpy as ref
+
+numba_kernels = pytest.importorskip("tinyvae.kernels_numba", reason="numba not installed")
+
+TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
+dtypes = st.sampled_from([np.float64, np.float32])
+# A tiny chunk puts every batch item in its own BLAS call; the default keeps one chunk here.
+chunk_bytes = st.sampled_from([1, numba_kernels.CHUNK_BYTES])
+
+
+def assert_close(actual, expected, dtype):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+    error = float(np.max(np.abs(actual.astype(np.float64) - expected), initial=0.0))
+    assert error <= TOLERANCE[dtype] * scale, f"relative error {error / scale:.2e}"
+
+
+def assert_all_close(actual, expected, dtype):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert_close(a, e, dtype)
+
+
+@st.composite
+def conv_cases(draw):
+    """A Conv2D problem with at least one output pixel: (x, weight, bias, dout, stride, padding)."""
+    dtype = draw(dtypes)
+    N, C, F = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kH, kW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H = draw(st.integers(max(1, kH - 2 * ph), 10))
+    W = draw(st.integers(max(1, kW - 2 * pw), 10))
+    Ho, Wo = ref.conv_output_size(H, kH, sh, ph), ref.conv_output_size(W, kW, sw, pw)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    weight = rng.standard_normal((F, C, kH, kW)).astype(dtype)
+    bias = rng.standard_normal(F).astype(dtype)
+    dout = rng.standard_normal((N, F, Ho, Wo)).astype(dtype)
+    return dtype, x, weight, bias, dout, (sh, sw), (ph, pw)
+
+
+@st.composite
+def conv_transpose_cases(draw):
+    """A ConvTranspose2D problem: (x, weight, bias, dout, stride, padding, output_padding)."""
+    dtype = draw(dtypes)
+    N, C_in, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kH, kW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    oph, opw = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
+    H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    Ho = ref.conv_transpose_output_size(H, kH, sh, ph, oph)
+    Wo = ref.conv_transpose_output_size(W, kW, sw, pw, opw)
+    if min(Ho, Wo) < 1:
+        H, W, ph, pw = H + 2, W + 2, 0, 0
+        Ho = ref.conv_transpose_output_size(H, kH, sh, ph, oph)
+        Wo = ref.conv_transpose_output_size(W, kW, sw, pw, opw)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C_in, H, W)).astype(dtype)
+    weight = rng.standard_normal((C_in, C_out, kH, kW)).astype(dtype)
+    bias = rng.standard_normal(C_out).astype(dtype)
+    dout = rng.standard_normal((N, C_out, Ho, Wo)).astype(dtype)
+    return dtype, x, weight, bias, dout, (sh, sw), (ph, pw), (oph, opw)
+
+
+# --------------------------------------------------------------------------------------
+# The interface
+# --------------------------------------------------------------------------------------
+
+
+def public_functions(module):
+    return {
+        name: f
+        for name, f in vars(module).items()
+        if inspect.isfunction(f) and not name.startswith("_") and f.__module__ == module.__name__
+    }
+
+
+def test_numba_backend_has_every_reference_kernel_with_the_same_signature():
+    for name, f in public_functions(ref).items():
+        assert hasattr(numba_kernels, name), f"kernels_numba lacks {name}"
+        assert inspect.signature(getattr(numba_kernels, name)) == inspect.signature(f), name
+
+
+def test_set_backend_numba_without_numba_is_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
+    monkeypatch.setattr(tinyvae.backend, "_active_name", None)
+    monkeypatch.setattr(tinyvae.backend, "_active_module", None)
+    with pytest.raises(ImportError, match=r"numba is not installed.*pip install"):
+        tinyvae.set_backend("numba")
+    assert tinyvae.backend._active_module is None  # nothing half-switched
+
+
+# --------------------------------------------------------------------------------------
+# Convolutions
+# --------------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=conv_cases(), chunk=chunk_bytes)
+def test_conv2d_matches_numpy(case, chunk, monkeypatch):
+    dtype, x, weight, bias, dout, stride, padding = case
+    monkeypatch.setattr(numba_kernels, "CHUNK_BYTES", chunk)
+    assert_close(numba_kernels.conv2d_forward(x, weight, bias, stride, padding), ref.conv2d_forward(x, weight, bias, stride, padding), dtype)
+    assert_all_close(
+        numba_kernels.conv2d_backward(dout, x, weight, stride, padding), ref.conv2d_backward(dout, x, weight, stride, padding), dtype
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=conv_transpose_cases(), chunk=chunk_bytes)
+def test_conv_transpose2d_matches_numpy(case, chunk, monkeypatch):
+    dtype, x, weight, bias, dout, stride, padding, output_padding = case
+    monkeypatch.setattr(numba_kernels, "CHUNK_BYTES", chunk)
+    args = (x, weight, bias, stride, padding, output_padding)
+    assert_close(numba_kernels.conv_transpose2d_forward(*args), ref.conv_transpose2d_forward(*args), dtype)
+    assert_all_close(
+        numba_kernels.conv_transpose2d_backward(dout, x, weight, stride, padding),
+        ref.conv_transpose2d_backward(dout, x, weight, stride, padding),
+        dtype,
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_preset_layers_match_numpy(dtype):
+    """The layer shapes of the conv preset (batch 8), chunked over the batch as in training."""
+    rng = np.random.default_rng(0)
+    layers = [  # (kind, C_in, C_out, size, stride, padding, output_padding)
+        ("conv", 1, 32, 28, 2, 0, 0), ("conv", 32, 64, 13, 2, 0, 0),
+        ("convT", 32, 64, 7, 2, 1, 1), ("convT", 64, 32, 14, 2, 1, 1), ("convT", 32, 1, 28, 1, 1, 0),
+    ]  # fmt: skip
+    for kind, c_in, c_out, size, s, p, op in layers:
+        x = rng.standard_normal((8, c_in, size, size)).astype(dtype)
+        if kind == "conv":
+            w, b = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+            out = ref.conv2d_forward(x, w, b, (s, s), (p, p))
+            dout = rng.standard_normal(out.shape).astype(dtype)
+            assert_close(numba_kernels.conv2d_forward(x, w, b, (s, s), (p, p)), out, dtype)
+            expected = ref.conv2d_backward(dout, x, w, (s, s), (p, p))
+            assert_all_close(numba_kernels.conv2d_backward(dout, x, w, (s, s), (p, p)), expected, dtype)
+        else:
+            w, b = rng.standard_normal((c_in, c_out, 3, 3)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
+            out = ref.conv_transpose2d_forward(x, w, b, (s, s), (p, p), (op, op))
+            dout = rng.standard_normal(out.shape).astype(dtype)
+            assert_close(numba_kernels.conv_transpose2d_forward(x, w, b, (s, s), (p, p), (op, op)), out, dtype)
+            expected = ref.conv_transpose2d_backward(dout, x, w, (s, s), (p, p))
+            assert_all_close(numba_kernels.conv_transpose2d_backward(dout, x, w, (s, s), (p, p)), expected, dtype)
+
+
+def test_non_contiguous_inputs_are_accepted():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 5, 5, 3)).transpose(0, 3, 1, 2)  # (N, C, H, W), a transposed view
+    w, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    assert_close(numba_kernels.conv2d_forward(x, w, b, (1, 1), (1, 1)), ref.conv2d_forward(x, w, b, (1, 1), (1, 1)), np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# Elementwise kernels
+# --------------------------------------------------------------------------------------
+
+
+@settings(deadline=None)
+@given(dtype=dtypes, shape=st.lists(st.integers(1, 6), min_size=1, max_size=4), seed=st.integers(0, 2**32 - 1))
+def test_relu_matches_numpy(dtype, shape, seed):
+    rng = np.random.default_rng(seed)
+    x, dout = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    x.flat[0] = 0.0  # the kink: gradient 0, as in the reference
+    out = numba_kernels.relu_forward(x)
+    assert_close(out, ref.relu_forward(x), dtype)
+    assert_close(numba_kernels.relu_backward(dout, out), ref.relu_backward(dout, ref.relu_forward(x)), dtype)
+
+
+@settings(deadline=None)
+@given(dtype=dtypes, n=st.integers(1, 5), latent=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_latent_kernels_match_numpy(dtype, n, latent, seed):
+    rng = np.random.default_rng(seed)
+    hidden = (3 * rng.standard_normal((n, 2 * latent))).astype(dtype)
+    mu, logvar = hidden[:, :latent], hidden[:, latent:]  # views, as the model passes them
+    eps, dz = rng.standard_normal((n, latent)).astype(dtype), rng.standard_normal((n, latent)).astype(dtype)
+    assert_close(numba_kernels.reparameterize(mu, logvar, eps), ref.reparameterize(mu, logvar, eps), dtype)
+    assert_all_close(numba_kernels.reparameterize_backward(dz, logvar, eps), ref.reparameterize_backward(dz, logvar, eps), dtype)
+    assert_all_close(numba_kernels.kl_divergence(mu, logvar), ref.kl_divergence(mu, logvar), dtype)
+
+
+@settings(deadline=None)
+@given(dtype=dtypes, n=st.integers(1, 5), size=st.integers(1, 12), scale=st.sampled_from([1.0, 30.0, 1e4]), seed=st.integers(0, 2**32 - 1))
+def test_bernoulli_nll_matches_numpy(dtype, n, size, scale, seed):
+    rng = np.random.default_rng(seed)
+    logits = (scale * rng.standard_normal((n, 1, size, size))).astype(dtype)  # large |logits| too
+    x = (rng.random((n, 1, size, size)) < 0.5).astype(dtype)
+    assert_all_close(numba_kernels.bernoulli_nll(logits, x), ref.bernoulli_nll(logits, x), dtype)
+
+
+@settings(deadline=None)
+@given(
+    dtype=dtypes,
+    size=st.sampled_from([1, 7, 1000, numba_kernels.ADAM_PARALLEL_SIZE + 3]),  # serial and parallel kernels
+    step=st.integers(1, 1000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_adam_update_matches_numpy(dtype, size, step, seed):
+    rng = np.random.default_rng(seed)
+    param, grad = rng.standard_normal(size).astype(dtype), rng.standard_normal(size).astype(dtype)
+    m, v = (0.1 * rng.standard_normal(size)).astype(dtype), rng.random(size).astype(dtype)
+    expected = [a.copy() for a in (param, m, v)]
+    ref.adam_update(*expected[:1], grad, *expected[1:], 1e-3, 0.9, 0.999, 1e-8, step)
+    numba_kernels.adam_update(param, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, step)
+    assert_all_close((param, m, v), expected, dtype)
+
+
+def test_adam_update_on_a_non_contiguous_parameter_updates_it_in_place():
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal((4, 6))
+    param, grad = base[:, ::2], rng.standard_normal((4, 3))  # a strided view
+    m, v = np.zeros((4, 3)), np.zeros((4, 3))
+    expected = param.copy()
+    ref.adam_update(expected, grad, np.zeros((4, 3)), np.zeros((4, 3)), 1e-2, 0.9, 0.999, 1e-8, 1)
+    numba_kernels.adam_update(param, grad, m, v, 1e-2, 0.9, 0.999, 1e-8, 1)
+    assert_close(base[:, ::2], expected, np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# fastmath keeps NaN and Inf; parallel loops are race-free
+# --------------------------------------------------------------------------------------
+
+
+def test_nan_in_the_input_reaches_the_loss():
+    rng = np.random.default_rng(0)
+    with tinyvae.use_backend("numba"):
+        model = tinyvae.conv_vae(2, rng=rng)
+        x = (rng.random((4, 1, 28, 28)) < 0.5).astype(np.float32)
+        x[1, 0, 10, 10] = np.nan
+        terms = model.loss_and_grads(x, rng=rng)
+    assert np.isnan(terms.reconstruction) and np.isnan(terms.total)
+
+
+def test_nan_and_inf_propagate_through_each_kernel():
+    x = np.ones((2, 2, 5, 5))
+    x[0, 1, 2, 2] = np.nan
+    w, b = np.ones((3, 2, 3, 3)), np.zeros(3)
+    out = numba_kernels.conv2d_forward(x, w, b, (1, 1), (1, 1))
+    assert np.isnan(out[0]).any() and not np.isnan(out[1]).any()
+    assert np.isnan(numba_kernels.conv_transpose2d_forward(x, w.transpose(1, 0, 2, 3), b, (2, 2), (1, 1), (1, 1))[0]).any()
+    assert np.isnan(numba_kernels.relu_forward(x)[0, 1, 2, 2])
+    logits, target = np.array([[np.nan, 0.0], [-np.inf, 0.0]]), np.array([[1.0, 0.0], [1.0, 1.0]])
+    nll, _ = numba_kernels.bernoulli_nll(logits, target)
+    assert np.isnan(nll[0]) and nll[1] == np.inf == ref.bernoulli_nll(logits, target)[0][1]
+
+
+def test_parallel_kernels_are_bit_identical_run_to_run():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 8, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((8, 6, 3, 3)).astype(np.float32)
+    dout = rng.standard_normal((16, 6, 18, 18)).astype(np.float32)
+    logits, target = rng.standard_normal((64, 784)).astype(np.float32), (rng.random((64, 784)) < 0.5).astype(np.float32)
+
+    def run():
+        forward = numba_kernels.conv_transpose2d_forward(x, w, np.zeros(6, np.float32), (2, 2), (1, 1), (1, 1))
+        backward = numba_kernels.conv_transpose2d_backward(dout, x, w, (2, 2), (1, 1))  # dx by item, dw over the batch
+        return (forward, *backward, *numba_kernels.bernoulli_nll(logits, target), numba_kernels.relu_forward(dout))
+
+    first = run()
+    for _ in range(10):
+        assert all(np.array_equal(a, b) for a, b in zip(run(), first))
