@@ -162,7 +162,7 @@ def dense_forward(x, weight, bias):
 
 
 def dense_backward(dout, x, weight):
-    """dx = dout @ W^T, dW = x^T @ dout, db = sum_n dout."""
+    """dx = dout @ W^T (N, in), dW = x^T @ dout (in, out), db = sum_n dout (out,)."""
     return dout @ weight.T, x.T @ dout, dout.sum(axis=0)
 
 
@@ -192,7 +192,7 @@ def reparameterize(mu, logvar, eps):
 
 
 def reparameterize_backward(dz, logvar, eps):
-    """dmu = dz; dlogvar = dz * eps * exp(logvar / 2) / 2 (since dz/dlogvar = sigma * eps / 2)."""
+    """dz, logvar, eps: (N, L). dmu = dz; dlogvar = dz * eps * exp(logvar / 2) / 2 (dz/dlogvar = sigma eps / 2)."""
     return dz, dz * (0.5 * np.exp(0.5 * logvar) * eps)
 
 
@@ -211,6 +211,8 @@ def kl_divergence(mu, logvar):
 def bernoulli_nll(logits, x):
     """-log p(x | logits) per example for Bernoulli pixels, and the gradient of its batch mean.
 
+    With s = sigmoid(l): -x log s - (1 - x) log(1 - s) = softplus(l) - x l, because
+    log s = l - softplus(l) and log(1 - s) = -softplus(l).
     nll = sum(softplus(l) - x l), computed as max(l, 0) - x l + log1p(exp(-|l|)) so that no
     exp overflows and no log(0) appears; dnll/dl = sigmoid(l) - x.
     """

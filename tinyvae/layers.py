@@ -86,13 +86,13 @@ class Dense(Layer):
         self._check_input(x, 2, f"(N, {self.in_features})")
         if x.shape[1] != self.in_features:
             raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}), got {x.shape}")
-        self._x = x  # (N, in)
+        self._x = x  # (N, in), cached: dW = x^T dout
         out = kernels().dense_forward(x, self.params["weight"], self.params["bias"])  # (N, out)
         self._out_shape = out.shape
         return out
 
     def backward(self, dout):
-        """dx = dout W^T;  dW = x^T dout;  db = sum over the batch of dout."""
+        """dout (N, out) -> dx (N, in): dx = dout W^T;  dW = x^T dout (in, out);  db = sum_n dout (out,)."""
         self._check_dout(dout)
         dx, dweight, dbias = kernels().dense_backward(dout, self._x, self.params["weight"])
         self.grads = {"weight": dweight, "bias": dbias}
@@ -146,8 +146,11 @@ class Conv2D(Layer):
         return out
 
     def backward(self, dout):
-        """dW[f, c] = sum_n x[n, c] * dout[n, f] (as a correlation); db[f] = sum dout[:, f];
-        dx = the transposed convolution of dout with W (see ConvTranspose2D)."""
+        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W).
+
+        dW[f, c] = sum_n x[n, c] * dout[n, f] (as a correlation), i.e. dout_rows^T @ im2col(x);
+        db[f] = sum dout[:, f]; dx = col2im(dout_rows @ W), the transposed convolution of dout.
+        """
         self._check_dout(dout)
         dx, dweight, dbias = kernels().conv2d_backward(dout, self._x, self.params["weight"], self.stride, self.padding)
         self.grads = {"weight": dweight, "bias": dbias}
@@ -269,7 +272,7 @@ class LeakyReLU(_Elementwise):
 class Sigmoid(_Elementwise):
     def forward(self, x):
         self._check(x)
-        self._y = 0.5 * (1.0 + np.tanh(0.5 * x))  # sigmoid without overflow in exp
+        self._y = 0.5 * (1.0 + np.tanh(0.5 * x))  # sigmoid without overflow; cached: backward needs y
         return self._remember_shape(self._y)
 
     def backward(self, dout):
@@ -281,7 +284,7 @@ class Sigmoid(_Elementwise):
 class Tanh(_Elementwise):
     def forward(self, x):
         self._check(x)
-        self._y = np.tanh(x)
+        self._y = np.tanh(x)  # cached: backward needs y, not x
         return self._remember_shape(self._y)
 
     def backward(self, dout):
@@ -374,6 +377,7 @@ class Sequential(Layer):
         return [{"type": type(layer).__name__, **layer.config()} for layer in self.layers]
 
     def forward(self, x):
+        """Apply the layers in order; each caches what its backward needs."""
         for layer in self.layers:
             x = layer.forward(x)
         return x
