@@ -26,44 +26,21 @@ either the previous checkpoint or the new one, never a mix.
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_write
+
 FORMAT, VERSION = "tinyvae-checkpoint", 1
 POINTER = "checkpoint.json"
 OPTIMIZER_HYPERPARAMETERS = ("lr", "beta1", "beta2", "eps", "momentum")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # (reading the umask means setting it; this puts it back)
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, truncated, or does not fit the model it is loaded into."""
-
-
-def _atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file next to ``path``, fsync it, rename it to ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it an ordinary file's mode
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _sha256(path):
@@ -127,7 +104,7 @@ def save_checkpoint(directory, model, optimizer, *, epoch, rng, config=None, his
     npz_name = f"checkpoint-epoch{int(epoch):04d}.npz"
     arrays = {f"model/{k}": v for k, v in model.params.items()}
     arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in optimizer.state_dict().items()})
-    _atomic_write(directory / npz_name, lambda f: np.savez(f, **arrays))
+    atomic_write(directory / npz_name, lambda f: np.savez(f, **arrays))
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -141,7 +118,7 @@ def save_checkpoint(directory, model, optimizer, *, epoch, rng, config=None, his
         "history": list(history),
     }
     text = json.dumps(meta, indent=1, allow_nan=False) + "\n"
-    _atomic_write(directory / POINTER, lambda f: f.write(text.encode()))
+    atomic_write(directory / POINTER, lambda f: f.write(text.encode()))
     for stale in directory.glob("checkpoint-epoch*.npz"):
         if stale.name != npz_name:
             stale.unlink(missing_ok=True)
