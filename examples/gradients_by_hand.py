@@ -100,7 +100,7 @@ def main():
         return reconstruction_from_mu_logvar() + kl_from_mu_logvar()
 
     def loss_from_params():
-        return model.loss_and_grads(x, eps=eps).total
+        return model.loss_and_grads(x, eps=eps)["loss"]
 
     errors = {}
     print("\nBackward: hand-derived gradients against central differences")

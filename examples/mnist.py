@@ -159,7 +159,7 @@ class ProgressBar:
         filled = int(self.width * done)
         eta = (now - self.started) * (1 - done) / done
         self.stream.write(f"\repoch {epoch}/{self.epochs} [{'#' * filled}{'.' * (self.width - filled)}] "
-                          f"{step}/{n_steps}  loss {terms.total:7.2f}  ETA {eta:4.0f}s ")  # fmt: skip
+                          f"{step}/{n_steps}  loss {terms['loss']:7.2f}  ETA {eta:4.0f}s ")  # fmt: skip
         self.stream.flush()
 
     def close(self):

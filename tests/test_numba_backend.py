@@ -250,7 +250,7 @@ def test_nan_in_the_input_reaches_the_loss():
         x = (rng.random((4, 1, 28, 28)) < 0.5).astype(np.float32)
         x[1, 0, 10, 10] = np.nan
         terms = model.loss_and_grads(x, rng=rng)
-    assert np.isnan(terms.reconstruction) and np.isnan(terms.total)
+    assert np.isnan(terms["reconstruction"]) and np.isnan(terms["loss"])
 
 
 def test_nan_and_inf_propagate_through_each_kernel():

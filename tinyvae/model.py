@@ -8,8 +8,6 @@ The loss is the negative ELBO per image, averaged over the batch:
 every gradient below is the chain rule written out, with no autograd anywhere.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .layers import Conv2D, ConvTranspose2D, Dense, Flatten, ReLU, Reshape, Sequential, Tanh
@@ -17,15 +15,6 @@ from .losses import bernoulli_nll, gaussian_nll, kl_normal_standard, log_normal
 from .sampling import Reparameterize
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-@dataclass
-class LossTerms:
-    """Batch means of the loss terms, in nats per example."""
-
-    total: float
-    reconstruction: float
-    kl: float
 
 
 def _sigmoid(x):
@@ -48,12 +37,16 @@ class VAE:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.likelihood, self.sigma = likelihood, float(sigma)
         self.sampler = Reparameterize()
-        self.config = dict(config or {})
+        self._config = dict(config or {})
         self.params = {
             **{f"encoder.{k}": v for k, v in encoder.params.items()},
             **{f"decoder.{k}": v for k, v in decoder.params.items()},
         }
         self.grads = {}
+
+    def config(self):
+        """The preset and its arguments: ``build_vae(**model.config(), rng=rng)`` rebuilds the architecture."""
+        return dict(self._config)
 
     @property
     def dtype(self):
@@ -115,7 +108,10 @@ class VAE:
 
     # -- training ---------------------------------------------------------------------------
     def loss_and_grads(self, x, rng=None, eps=None, beta=1.0):
-        """Forward and backward pass for one batch; fills ``self.grads``; returns LossTerms.
+        """Forward and backward pass for one batch; fills ``self.grads``.
+
+        Returns the batch means of the terms, in nats per example: {"loss": the minimized
+        reconstruction + beta * kl, "reconstruction": ..., "kl": ...}.
 
         Give ``rng`` to draw eps ~ N(0, I), or a fixed ``eps`` (N, latent_dim).
         """
@@ -138,7 +134,7 @@ class VAE:
             **{f"decoder.{k}": v for k, v in self.decoder.grads.items()},
         }
         rec_mean, kl_mean = float(np.mean(rec)), float(np.mean(kl))
-        return LossTerms(total=rec_mean + beta * kl_mean, reconstruction=rec_mean, kl=kl_mean)
+        return {"loss": rec_mean + beta * kl_mean, "reconstruction": rec_mean, "kl": kl_mean}
 
     # -- evaluation -------------------------------------------------------------------------
     def elbo(self, x, rng):
@@ -215,7 +211,7 @@ def conv_vae(latent_dim=2, *, rng, dtype=np.float32, likelihood="bernoulli"):
         ConvTranspose2D(64, 32, 3, stride=2, padding=1, output_padding=1, **kw), ReLU(),  # (N, 32, 28, 28)
         ConvTranspose2D(32, 1, 3, stride=1, padding=1, **kw),  # (N, 1, 28, 28) logits
     )  # fmt: skip
-    config = {"preset": "conv", "latent_dim": latent_dim, "likelihood": likelihood}
+    config = {"preset": "conv", "latent_dim": latent_dim, "likelihood": likelihood, "dtype": np.dtype(dtype).name}
     return VAE(encoder, decoder, latent_dim, (1, 28, 28), likelihood=likelihood, config=config)
 
 
@@ -228,7 +224,8 @@ def mlp_vae(latent_dim=20, hidden=500, *, rng, dtype=np.float32, likelihood="ber
     kw = dict(rng=rng, dtype=dtype)
     encoder = Sequential(Flatten(), Dense(784, hidden, **kw), Tanh(), Dense(hidden, 2 * latent_dim, **kw))
     decoder = Sequential(Dense(latent_dim, hidden, **kw), Tanh(), Dense(hidden, 784, **kw), Reshape(1, 28, 28))
-    config = {"preset": "mlp", "latent_dim": latent_dim, "hidden": hidden, "likelihood": likelihood}
+    config = {"preset": "mlp", "latent_dim": latent_dim, "hidden": hidden, "likelihood": likelihood,
+              "dtype": np.dtype(dtype).name}
     return VAE(encoder, decoder, latent_dim, (1, 28, 28), likelihood=likelihood, config=config)
 
 

@@ -10,12 +10,12 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def check_finite(terms, epoch, step):
-    """Raise NonFiniteLossError naming the first NaN/Inf loss term (before any update)."""
-    for name in ("reconstruction", "kl", "total"):
-        value = getattr(terms, name)
+    """Raise NonFiniteLossError naming the first NaN/Inf term of ``terms`` (before any update)."""
+    for name in sorted(terms, key=lambda name: name == "loss"):  # the terms first, their total last
+        value = terms[name]
         if not np.isfinite(value):
             raise NonFiniteLossError(
-                f"train: the {name} loss is {value} at epoch {epoch}, step {step}; training stopped before "
+                f"train: the loss term {name!r} is {value} at epoch {epoch}, step {step}; training stopped before "
                 "this step's update (lower the learning rate, or check the input for NaN/Inf)"
             )
 
@@ -41,8 +41,10 @@ def train(
         return an array of the model's dtype.
     rng: the single ``numpy.random.Generator`` for shuffling, ``transform`` and eps: the
         same seed (or the same saved ``rng.bit_generator.state``) gives the same run.
-    on_batch(epoch, step, n_steps, terms): called after each optimizer step.
-    on_epoch(epoch, stats): called after each epoch with the epoch's stats dict (e.g. to
+    on_batch(epoch, step, n_steps, terms): called after each optimizer step with the batch's
+        terms, the dict returned by ``model.loss_and_grads`` ({"loss": ..., ...}).
+    on_epoch(epoch, stats): called after each epoch with the epoch's stats dict ({"epoch", the
+        epoch mean of every term, "seconds", "images_per_s"}) (e.g. to
         evaluate and write a checkpoint).
     A NaN/Inf loss raises NonFiniteLossError before the step's update.
     """
@@ -54,7 +56,7 @@ def train(
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
         order = rng.permutation(n)
-        sums = {"total": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        sums = {}
         for step in range(n_steps):
             batch = images[order[step * batch_size : (step + 1) * batch_size]]
             if transform is not None:
@@ -62,8 +64,8 @@ def train(
             terms = model.loss_and_grads(batch, rng=rng, beta=beta)
             check_finite(terms, epoch, step + 1)
             optimizer.step(model.grads)
-            for key in sums:
-                sums[key] += getattr(terms, key) * batch.shape[0]
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value * batch.shape[0]
             if on_batch is not None:
                 on_batch(epoch, step + 1, n_steps, terms)
         seconds = time.perf_counter() - started
