@@ -9,6 +9,7 @@ import hashlib
 import http.server
 import socket
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from tinyvae.datasets import (
     MNIST_DIR,
     MNIST_SHA256,
     ChecksumError,
+    DatasetError,
     DownloadError,
     binarize_dynamic,
     binarize_static,
@@ -27,6 +29,7 @@ from tinyvae.datasets import (
     load_fashion_mnist,
     load_mnist,
     load_split,
+    parse_idx,
     read_idx,
     to_nchw_float,
     verify_mnist,
@@ -185,7 +188,7 @@ def test_corrupt_gzip(tmp_path):
     good = gzip.compress(_idx_header(2049, 1000) + bytes(range(250)) * 4)
     path = tmp_path / "labels.gz"
     path.write_bytes(good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:])
-    with _raises_naming(path, "corrupt or truncated gzip data"):
+    with _raises_naming(path, "corrupt"):  # here it uncompresses to more than 1008 bytes
         read_idx(path)
     path.write_bytes(good[: len(good) // 2])  # a cut-off download
     with _raises_naming(path, "corrupt or truncated gzip data"):
@@ -193,6 +196,101 @@ def test_corrupt_gzip(tmp_path):
     path.write_bytes(_idx_header(2049, 0))  # raw data under a .gz name
     with _raises_naming(path, "not gzip data", "found 00 00"):
         read_idx(path)
+
+
+def _gzip_bomb(path, header, zero_bytes):
+    """Write ``header`` then ``zero_bytes`` zeros as a small multi-member gzip file."""
+    member = gzip.compress(bytes(16 << 20), mtime=0)  # 16 MiB of zeros in about 16 KiB
+    with open(path, "wb") as f:
+        f.write(gzip.compress(header, mtime=0))
+        for _ in range(zero_bytes // (16 << 20)):
+            f.write(member)
+    return path
+
+
+def _peak_bytes(function):
+    """Run ``function`` (which must raise ValueError); return (the error, peak traced memory)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            function()
+        return info.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_gzip_bomb_is_refused_without_decompressing_it(tmp_path):
+    # A valid 60000x28x28 header followed by 1 GiB of zeros, in about 1 MB of gzip data.
+    directory = _write_dataset(tmp_path / "data", _tiny_dataset())
+    path = directory / "train-images-idx3-ubyte.gz"
+    _gzip_bomb(path, _idx_header(2051, 60000, 28, 28), 1 << 30)
+    assert path.stat().st_size < 2 << 20
+    for load in (lambda: read_idx(path), lambda: load_mnist(data_dir=directory)):
+        err, peak = _peak_bytes(load)
+        assert isinstance(err, DatasetError)
+        message = str(err)
+        assert str(path) in message and "trailing bytes" in message, message
+        assert "exactly 47040016 bytes" in message, message
+        assert peak < 128 << 20, peak  # the declared 47 MB, not the 1 GiB
+
+
+def test_sparse_raw_file_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "images"
+    path.write_bytes(_idx_header(2051, 60000, 28, 28))
+    with open(path, "r+b") as f:
+        f.truncate((1 << 30) + 16)  # 1 GiB of zeros that take no disk space
+    err, peak = _peak_bytes(lambda: read_idx(path))
+    message = str(err)
+    assert str(path) in message and "exactly 47040016 bytes" in message, message
+    assert f"found {(1 << 30) + 16}" in message, message
+    assert peak < 1 << 20, peak
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("dims", [(2**32 - 1, 2**32 - 1, 2**32 - 1), (2**31, 2**16, 2**16)])
+def test_absurd_header_dims(tmp_path, suffix, dims):
+    # The product of the dims overflows 64-bit integers; it must not wrap or exhaust memory.
+    data = _idx_header(2051, *dims) + bytes(100)
+    path = tmp_path / f"images{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix else data)
+    size = 16 + dims[0] * dims[1] * dims[2]
+    err, peak = _peak_bytes(lambda: read_idx(path))
+    message = str(err)
+    assert isinstance(err, DatasetError) and str(path) in message, message
+    assert f"exactly {size} bytes" in message and "truncated" in message, message
+    assert peak < 1 << 20, peak
+    with _raises_naming("<bytes>", f"exactly {size} bytes"):
+        parse_idx(data)
+
+
+def test_truncated_gzip_after_the_data(tmp_path):
+    # All declared bytes decompress, but the gzip stream is cut before its end (CRC, size).
+    good = gzip.compress(_idx_header(2049, 3) + bytes([1, 2, 3]), mtime=0)
+    path = tmp_path / "labels.gz"
+    path.write_bytes(good[:-4])
+    with _raises_naming(path, "corrupt or truncated gzip data"):
+        read_idx(path)
+    path.write_bytes(good[:-8] + bytes(8))  # wrong CRC and size
+    with _raises_naming(path, "corrupt or truncated gzip data"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_empty_file(tmp_path, suffix):
+    path = tmp_path / f"labels{suffix}"
+    path.write_bytes(b"")
+    with _raises_naming(path, "an empty file" if suffix else "found 0 bytes"):
+        read_idx(path)
+
+
+def test_data_errors_are_dataset_errors(tmp_path):
+    path = tmp_path / "labels"
+    path.write_bytes(_idx_header(2049, 3) + bytes(4))
+    with pytest.raises(DatasetError):
+        read_idx(path)
+    assert issubclass(DatasetError, ValueError) and issubclass(ChecksumError, DatasetError)
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        load_mnist(dataset="cifar")
 
 
 def test_count_mismatch(tmp_path):
@@ -220,8 +318,14 @@ def test_missing_file(tmp_path):
     directory = _write_dataset(tmp_path / "data", arrays)
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz or t10k-labels-idx1"):
         load_mnist(data_dir=directory)
-    with pytest.raises(FileNotFoundError, match="data directory not found"):
+    with pytest.raises(FileNotFoundError) as info:
         load_mnist(data_dir=tmp_path / "nowhere")
+    message = str(info.value)
+    assert str(tmp_path / "nowhere") in message and "data directory not found" in message
+    assert "train-images-idx3-ubyte" in message  # says what the directory should hold
+    a_file = directory / "t10k-images-idx3-ubyte.gz"
+    with pytest.raises(NotADirectoryError, match=f"{a_file}: not a directory"):
+        load_mnist(data_dir=a_file)
 
 
 def test_load_from_data_dir_gz_and_raw(tmp_path):
