@@ -4,16 +4,21 @@ Nothing here touches the internet: downloads go to a local HTTP server on 127.0.
 """
 
 import contextlib
+import errno
+import fcntl
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import threading
+import time
 import tracemalloc
 
 import numpy as np
 import pytest
 
+from tinyvae import fileio
 from tinyvae.datasets import (
     MNIST_DIR,
     MNIST_SHA256,
@@ -417,12 +422,16 @@ class _Server:
         self.files = {}
         self.requests = []
         self.short = set()  # names sent with a Content-Length 100 bytes too large
+        self.special = {}  # name: function(handler) that writes the whole response itself
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
                 server.requests.append(name)
+                if name in server.special:
+                    server.special[name](self)
+                    return
                 if name not in server.files:
                     self.send_error(404)
                     return
@@ -463,6 +472,8 @@ def fashion(monkeypatch):
         server.files[name] = path_bytes
         digests[name] = hashlib.sha256(path_bytes).hexdigest()
     monkeypatch.setattr(download, "FASHION_MNIST_SHA256", digests)
+    sizes = {name: len(body) for name, body in server.files.items()}
+    monkeypatch.setattr(download, "FASHION_MNIST_SIZES", sizes)
     yield server
     server.close()
 
@@ -526,6 +537,7 @@ def test_fashion_checksum_mismatch_leaves_no_file(fashion, tmp_path, monkeypatch
 
 def test_fashion_incomplete_transfer_leaves_no_file(fashion, tmp_path):
     fashion.short.add("train-labels-idx1-ubyte.gz")
+    download.FASHION_MNIST_SIZES["train-labels-idx1-ubyte.gz"] += 100  # not above the cap
     cache = tmp_path / "cache"
     with pytest.raises(DownloadError, match="connection closed after"):
         load_fashion_mnist(cache, fashion.url, progress=False)
@@ -578,6 +590,182 @@ def test_fashion_real_digests_are_well_formed():
     for name, digest in download.FASHION_MNIST_SHA256.items():
         assert name.endswith(".gz") and len(digest) == 64 and int(digest, 16) >= 0
     assert download.FASHION_MNIST_URL.startswith("https://")
+    assert sorted(download.FASHION_MNIST_SIZES) == sorted(download.FASHION_MNIST_SHA256)
+    assert download.FASHION_MNIST_SIZES["train-images-idx3-ubyte.gz"] == 26_421_880
+
+
+def _endless_body(sent, done, rate=None, limit=64 << 20):
+    """A response handler: 200 without Content-Length, then zeros until the client leaves.
+
+    ``rate``: None for as fast as possible, else one byte every ``rate`` seconds. Stops after
+    ``limit`` bytes or 10 s; the bytes it sent go to ``sent[0]``, and ``done`` is set at the end.
+    """
+
+    def respond(handler):
+        start = time.monotonic()
+        try:
+            handler.send_response(200)
+            handler.end_headers()
+            while sent[0] < limit and time.monotonic() - start < 10:
+                chunk = bytes(1 if rate else 1 << 16)
+                handler.wfile.write(chunk)
+                handler.wfile.flush()
+                sent[0] += len(chunk)
+                if rate:
+                    time.sleep(rate)
+        except OSError:  # the client went away
+            pass
+        finally:
+            done.set()
+
+    return respond
+
+
+def test_download_stops_at_max_bytes(fashion, tmp_path):
+    sent, done = [0], threading.Event()
+    fashion.special["big.gz"] = _endless_body(sent, done)
+    dest = tmp_path / "dl" / "big.gz"
+    with pytest.raises(DownloadError) as info:
+        download.download_file(fashion.url + "big.gz", dest, "0" * 64, progress=False,
+                               max_bytes=1 << 20)
+    message = str(info.value)
+    assert fashion.url + "big.gz" in message and "more than the expected 1048576 bytes" in message
+    assert done.wait(10) and sent[0] < 32 << 20  # the client hung up long before 64 MiB
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_download_refuses_an_announced_size_above_max_bytes(fashion, tmp_path):
+    def respond(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(200 << 20))
+        handler.end_headers()
+        handler.wfile.write(bytes(1000))
+
+    fashion.special["big.gz"] = respond
+    dest = tmp_path / "dl" / "big.gz"
+    expected = "announced 209715200 bytes, more than the expected 1048576 bytes"
+    with pytest.raises(DownloadError, match=expected):
+        download.download_file(fashion.url + "big.gz", dest, "0" * 64, progress=False,
+                               max_bytes=1 << 20)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_fashion_download_is_capped_at_the_known_size(fashion, tmp_path):
+    name = "t10k-labels-idx1-ubyte.gz"
+    known_size = len(fashion.files[name])
+    fashion.files[name] += bytes(10)
+    with pytest.raises(DownloadError, match=f"more than the expected {known_size} bytes"):
+        fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=False)
+
+
+def _slow_headers(handler):
+    try:
+        handler.wfile.write(b"HTTP/1.0 200 OK\r\n")
+        for _ in range(200):  # 10 s at most
+            handler.wfile.write(b"X")
+            handler.wfile.flush()
+            time.sleep(0.05)
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_download_deadline(fashion, tmp_path, where):
+    # One byte every 0.05 s keeps each read within the 5 s timeout; only a deadline ends it.
+    if where == "body":
+        fashion.special["slow.gz"] = _endless_body([0], threading.Event(), rate=0.05)
+    else:
+        fashion.special["slow.gz"] = _slow_headers
+    dest = tmp_path / "dl" / "slow.gz"
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download.download_file(fashion.url + "slow.gz", dest, "0" * 64, progress=False,
+                               timeout=5.0, max_bytes=1 << 20, deadline=0.5)
+    assert time.monotonic() - start < 3.0
+    message = str(info.value)
+    assert fashion.url + "slow.gz" in message and "0.5 s deadline" in message, message
+    assert list(dest.parent.iterdir()) == []
+
+
+def _redirect_to(location):
+    def respond(handler):
+        handler.send_response(302)
+        handler.send_header("Location", location(handler))
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return respond
+
+
+def test_download_follows_redirects_on_the_same_host(fashion, tmp_path):
+    name = "t10k-labels-idx1-ubyte.gz"
+    fashion.special["moved.gz"] = _redirect_to(lambda handler: f"/elsewhere/{name}")
+    body = fashion.files[name]
+    dest = download.download_file(fashion.url + "moved.gz", tmp_path / name,
+                                  hashlib.sha256(body).hexdigest(), progress=False,
+                                  max_bytes=len(body))
+    assert dest.read_bytes() == body and fashion.requests == ["moved.gz", name]
+
+
+def test_download_refuses_redirects_to_other_hosts(fashion, tmp_path):
+    port = fashion.httpd.server_address[1]
+    other = f"http://localhost:{port}/fashion/t10k-labels-idx1-ubyte.gz"  # same server, other name
+    fashion.special["moved.gz"] = _redirect_to(lambda handler: other)
+    dest = tmp_path / "dl" / "moved.gz"
+    with pytest.raises(DownloadError) as info:
+        download.download_file(fashion.url + "moved.gz", dest, "0" * 64, progress=False,
+                               max_bytes=1 << 20)
+    message = str(info.value)
+    assert fashion.url + "moved.gz" in message and f"redirected to {other}" in message, message
+    assert "127.0.0.1" in message
+    assert fashion.requests == ["moved.gz"] and list(dest.parent.iterdir()) == []
+
+
+def test_download_to_a_full_disk(fashion, tmp_path, monkeypatch):
+    name = "train-labels-idx1-ubyte.gz"  # the second file downloaded
+
+    def full_disk_atomic_write(path, write):
+        def write_until_full(f):
+            class FullDisk:
+                def write(self, data):
+                    f.write(data[:10])
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            write(FullDisk() if path.name == name else f)
+
+        fileio.atomic_write(path, write_until_full)
+
+    monkeypatch.setattr(download, "atomic_write", full_disk_atomic_write)
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError) as info:
+        fetch_fashion_mnist(cache, fashion.url, progress=False)
+    message = str(info.value)
+    assert str(cache / "fashion-mnist" / name) in message, message
+    assert os.strerror(errno.ENOSPC) in message, message
+    assert sorted(p.name for p in (cache / "fashion-mnist").iterdir()) == [
+        "train-images-idx3-ubyte.gz"  # downloaded before the disk was full; no partial file
+    ]
+
+
+def test_stale_temporary_files_are_removed(fashion, tmp_path):
+    directory = tmp_path / "cache" / "fashion-mnist"
+    directory.mkdir(parents=True)
+    stale = [".train-images-idx3-ubyte.gz.k3j_x9a2.part", ".t10k-labels-idx1-ubyte.gz.abcdefgh.tmp"]
+    kept = [".train-images-idx3-ubyte.gz.abc.part", ".other.gz.abcdefgh.part", "notes.part",
+            ".train-images-idx3-ubyte.gz.abcdefgh.part.bak",
+            "t10k-labels-idx1-ubyte.gz.abcdefgh.tmp"]
+    for name in stale + kept:
+        (directory / name).write_bytes(b"partial")
+    # While another process downloads into the folder, its temporary files are left alone.
+    other_download = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(other_download, fcntl.LOCK_SH)
+        fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=False)
+    finally:
+        os.close(other_download)
+    assert set(stale + kept) < {p.name for p in directory.iterdir()}
+    fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=False)  # nothing to download
+    assert sorted(p.name for p in directory.iterdir()) == sorted(kept + list(fashion.files))
 
 
 # -- binarization ----------------------------------------------------------------------------

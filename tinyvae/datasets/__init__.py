@@ -22,6 +22,7 @@ from .binarize import binarize_dynamic, binarize_static, to_nchw_float
 from .download import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_SHA256,
+    FASHION_MNIST_SIZES,
     FASHION_MNIST_URL,
     DownloadError,
     default_cache_dir,
@@ -53,6 +54,7 @@ __all__ = [
     "DATASETS",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_SHA256",
+    "FASHION_MNIST_SIZES",
     "FASHION_MNIST_URL",
     "MNIST_DIR",
     "MNIST_SHA256",

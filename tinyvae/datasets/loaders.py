@@ -6,7 +6,14 @@ from typing import NamedTuple
 import numpy as np
 
 from .download import fetch_fashion_mnist
-from .idx import EXPECTED_FILES, SPLIT_FILES, DatasetError, find_split_files, load_split, verify_content
+from .idx import (
+    EXPECTED_FILES,
+    SPLIT_FILES,
+    DatasetError,
+    find_split_files,
+    load_split,
+    verify_content,
+)
 
 # The copy of MNIST (Y. LeCun, C. Cortes, C. J. C. Burges; CC BY-SA 3.0) shipped in the package.
 MNIST_DIR = Path(__file__).resolve().parent / "mnist"
@@ -73,7 +80,9 @@ def load_mnist(data_dir=None, dataset="mnist", cache_dir=None, base_url=None, pr
     else:
         name = _ALIASES.get(str(dataset).lower().replace("_", "-"))
         if name is None:
-            raise DatasetError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+            raise DatasetError(
+                f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}"
+            )
         if name == "mnist":
             directory, sha256 = MNIST_DIR, MNIST_SHA256
         else:
