@@ -578,6 +578,21 @@ def test_fashion_corrupt_cached_file_is_downloaded_again(fashion, tmp_path, caps
     assert "downloading it again" in capsys.readouterr().err
 
 
+def test_fashion_cached_file_of_the_wrong_size_is_not_hashed(fashion, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    fetch_fashion_mnist(cache, fashion.url, progress=False)
+    bad = cache / "fashion-mnist" / "train-labels-idx1-ubyte.gz"
+    with open(bad, "r+b") as f:
+        f.truncate(8 << 30)  # 8 GiB of zeros that take no disk space (hashing them takes seconds)
+    start = time.monotonic()
+    _check_fashion(load_fashion_mnist(cache, fashion.url, progress=False), fashion.arrays)
+    assert time.monotonic() - start < 2.0
+    assert fashion.requests[4:] == ["train-labels-idx1-ubyte.gz"]
+    err = capsys.readouterr().err
+    size = len(fashion.files["train-labels-idx1-ubyte.gz"])
+    assert f"{bad}: size mismatch (expected {size} bytes, found {8 << 30})" in err, err
+
+
 def test_fashion_progress_bar(fashion, tmp_path, capsys):
     fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=True)
     err = capsys.readouterr().err

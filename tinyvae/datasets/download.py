@@ -341,7 +341,7 @@ def fetch_fashion_mnist(cache_dir=None, base_url=None, progress=True):
             sha256 = FASHION_MNIST_SHA256[name]
             if path.is_file():
                 try:
-                    verify_file(path, sha256)
+                    verify_file(path, sha256, FASHION_MNIST_SIZES[name])
                     continue
                 except ChecksumError as err:
                     print(f"tinyvae: {err}; downloading it again", file=sys.stderr)

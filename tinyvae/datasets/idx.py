@@ -190,12 +190,19 @@ def remember_verified(path, sha256):
     _VERIFIED.add(_file_key(path, sha256))
 
 
-def verify_file(path, sha256):
+def verify_file(path, sha256, size=None):
     """Raise ChecksumError unless the bytes of ``path``, as stored, have SHA-256 ``sha256``.
 
-    A file that passed is remembered for the rest of the process and not hashed again.
+    ``size``, if given, is the expected size in bytes, checked first (a file of another size is
+    not hashed). A file that passed is remembered for the rest of the process and not hashed
+    again.
     """
     if _file_key(path, sha256) not in _VERIFIED:
+        if size is not None and os.stat(path).st_size != size:
+            raise ChecksumError(
+                f"{path}: size mismatch (expected {size} bytes, found {os.stat(path).st_size}); "
+                "the file is corrupt or is not the expected file"
+            )
         with open(path, "rb") as f:
             _check_digest(path, _hash_stream(f), sha256)
         remember_verified(path, sha256)
