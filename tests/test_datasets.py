@@ -268,6 +268,24 @@ def test_absurd_header_dims(tmp_path, suffix, dims):
         parse_idx(data)
 
 
+def test_declared_size_beyond_memory(tmp_path, monkeypatch):
+    # A sparse 2 GiB file with a matching header; the allocation fails as on a small machine.
+    path = tmp_path / "images"
+    path.write_bytes(_idx_header(2051, 2048, 1024, 1024))
+    with open(path, "r+b") as f:
+        f.truncate(16 + (2 << 30))
+    empty = np.empty
+
+    def small_memory_empty(shape, *args, **kwargs):
+        if np.prod(shape, dtype=object) >= 1 << 30:
+            raise MemoryError(f"Unable to allocate {shape}")
+        return empty(shape, *args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", small_memory_empty)
+    with _raises_naming(path, "shape 2048x1024x1024", f"{2 << 30} bytes", "memory"):
+        read_idx(path)
+
+
 def test_truncated_gzip_after_the_data(tmp_path):
     # All declared bytes decompress, but the gzip stream is cut before its end (CRC, size).
     good = gzip.compress(_idx_header(2049, 3) + bytes([1, 2, 3]), mtime=0)

@@ -154,9 +154,9 @@ def _read_stream(stream, stored_size, is_gzip, path, kind, digest=None):
         )
     data_len = math.prod(shape)  # a Python int: no overflow
     expected_len = header_len + data_len
+    dims = "x".join(str(d) for d in shape)
 
     def wrong_size(what, found):
-        dims = "x".join(str(d) for d in shape)
         return DatasetError(
             f"{path}: {what}: a {found_kind} file of shape {dims} must be exactly {expected_len} "
             f"bytes (header {header_len} + data {data_len}), found {found}"
@@ -168,7 +168,13 @@ def _read_stream(stream, stored_size, is_gzip, path, kind, digest=None):
     if is_gzip and expected_len > _MAX_GZIP_RATIO * stored_size:
         raise wrong_size("truncated", f"{stored_size} bytes of gzip data, which uncompress to "
                                       f"at most {_MAX_GZIP_RATIO * stored_size}")
-    array = np.empty(data_len, dtype=np.uint8)
+    try:
+        array = np.empty(data_len, dtype=np.uint8)
+    except MemoryError:
+        raise DatasetError(
+            f"{path}: a {found_kind} file of shape {dims} holds {data_len} bytes of data, "
+            "more than this machine has memory for"
+        ) from None
     view = memoryview(array)
     done = 0
     while done < data_len:
