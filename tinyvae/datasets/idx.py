@@ -10,8 +10,8 @@ Only the two kinds MNIST uses are supported, both with uint8 data (type code 0x0
 Files may be gzip-compressed (recognised by their content, and required when the name ends in
 ``.gz``) or raw. A file is read in a stream: the header first, then at most the size it declares
 plus one byte, so a file larger than its header says is refused without reading it all. Every
-problem with a file raises ``DatasetError`` (a ``ValueError``) naming the file and what was
-expected.
+problem with a file's content raises ``DatasetError`` (a ``ValueError``) naming the file and
+what was expected.
 """
 
 import contextlib

@@ -65,6 +65,10 @@ def load_mnist(data_dir=None, dataset="mnist", cache_dir=None, base_url=None, pr
     * ``dataset="fashion-mnist"`` (or ``"fashion"``): downloaded on first use into
       ``<cache_dir>/fashion-mnist`` and verified; see :func:`fetch_fashion_mnist` for
       ``cache_dir``, ``base_url`` and ``progress``.
+
+    Raises ``DatasetError`` for files that do not hold the expected data, ``FileNotFoundError``
+    for missing directories or files, ``DownloadError`` when a download fails (all ``OSError``
+    but the first; see :mod:`tinyvae.datasets`).
     """
     if data_dir is not None:
         directory, sha256 = Path(data_dir).expanduser(), None
