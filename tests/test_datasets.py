@@ -4,19 +4,26 @@ Nothing here touches the internet: downloads go to a local HTTP server on 127.0.
 """
 
 import contextlib
+import errno
+import fcntl
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import threading
+import time
+import tracemalloc
 
 import numpy as np
 import pytest
 
+from tinyvae import fileio
 from tinyvae.datasets import (
     MNIST_DIR,
     MNIST_SHA256,
     ChecksumError,
+    DatasetError,
     DownloadError,
     binarize_dynamic,
     binarize_static,
@@ -27,6 +34,7 @@ from tinyvae.datasets import (
     load_fashion_mnist,
     load_mnist,
     load_split,
+    parse_idx,
     read_idx,
     to_nchw_float,
     verify_mnist,
@@ -185,7 +193,7 @@ def test_corrupt_gzip(tmp_path):
     good = gzip.compress(_idx_header(2049, 1000) + bytes(range(250)) * 4)
     path = tmp_path / "labels.gz"
     path.write_bytes(good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:])
-    with _raises_naming(path, "corrupt or truncated gzip data"):
+    with _raises_naming(path, "corrupt"):  # here it uncompresses to more than 1008 bytes
         read_idx(path)
     path.write_bytes(good[: len(good) // 2])  # a cut-off download
     with _raises_naming(path, "corrupt or truncated gzip data"):
@@ -193,6 +201,119 @@ def test_corrupt_gzip(tmp_path):
     path.write_bytes(_idx_header(2049, 0))  # raw data under a .gz name
     with _raises_naming(path, "not gzip data", "found 00 00"):
         read_idx(path)
+
+
+def _gzip_bomb(path, header, zero_bytes):
+    """Write ``header`` then ``zero_bytes`` zeros as a small multi-member gzip file."""
+    member = gzip.compress(bytes(16 << 20), mtime=0)  # 16 MiB of zeros in about 16 KiB
+    with open(path, "wb") as f:
+        f.write(gzip.compress(header, mtime=0))
+        for _ in range(zero_bytes // (16 << 20)):
+            f.write(member)
+    return path
+
+
+def _peak_bytes(function):
+    """Run ``function`` (which must raise ValueError); return (the error, peak traced memory)."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            function()
+        return info.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_gzip_bomb_is_refused_without_decompressing_it(tmp_path):
+    # A valid 60000x28x28 header followed by 1 GiB of zeros, in about 1 MB of gzip data.
+    directory = _write_dataset(tmp_path / "data", _tiny_dataset())
+    path = directory / "train-images-idx3-ubyte.gz"
+    _gzip_bomb(path, _idx_header(2051, 60000, 28, 28), 1 << 30)
+    assert path.stat().st_size < 2 << 20
+    for load in (lambda: read_idx(path), lambda: load_mnist(data_dir=directory)):
+        err, peak = _peak_bytes(load)
+        assert isinstance(err, DatasetError)
+        message = str(err)
+        assert str(path) in message and "trailing bytes" in message, message
+        assert "exactly 47040016 bytes" in message, message
+        assert peak < 128 << 20, peak  # the declared 47 MB, not the 1 GiB
+
+
+def test_sparse_raw_file_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "images"
+    path.write_bytes(_idx_header(2051, 60000, 28, 28))
+    with open(path, "r+b") as f:
+        f.truncate((1 << 30) + 16)  # 1 GiB of zeros that take no disk space
+    err, peak = _peak_bytes(lambda: read_idx(path))
+    message = str(err)
+    assert str(path) in message and "exactly 47040016 bytes" in message, message
+    assert f"found {(1 << 30) + 16}" in message, message
+    assert peak < 1 << 20, peak
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("dims", [(2**32 - 1, 2**32 - 1, 2**32 - 1), (2**31, 2**16, 2**16)])
+def test_absurd_header_dims(tmp_path, suffix, dims):
+    # The product of the dims overflows 64-bit integers; it must not wrap or exhaust memory.
+    data = _idx_header(2051, *dims) + bytes(100)
+    path = tmp_path / f"images{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix else data)
+    size = 16 + dims[0] * dims[1] * dims[2]
+    err, peak = _peak_bytes(lambda: read_idx(path))
+    message = str(err)
+    assert isinstance(err, DatasetError) and str(path) in message, message
+    assert f"exactly {size} bytes" in message and "truncated" in message, message
+    assert peak < 1 << 20, peak
+    with _raises_naming("<bytes>", f"exactly {size} bytes"):
+        parse_idx(data)
+
+
+def test_declared_size_beyond_memory(tmp_path, monkeypatch):
+    # A sparse 2 GiB file with a matching header; the allocation fails as on a small machine.
+    path = tmp_path / "images"
+    path.write_bytes(_idx_header(2051, 2048, 1024, 1024))
+    with open(path, "r+b") as f:
+        f.truncate(16 + (2 << 30))
+    empty = np.empty
+
+    def small_memory_empty(shape, *args, **kwargs):
+        if np.prod(shape, dtype=object) >= 1 << 30:
+            raise MemoryError(f"Unable to allocate {shape}")
+        return empty(shape, *args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", small_memory_empty)
+    with _raises_naming(path, "shape 2048x1024x1024", f"{2 << 30} bytes", "memory"):
+        read_idx(path)
+
+
+def test_truncated_gzip_after_the_data(tmp_path):
+    # All declared bytes decompress, but the gzip stream is cut before its end (CRC, size).
+    good = gzip.compress(_idx_header(2049, 3) + bytes([1, 2, 3]), mtime=0)
+    path = tmp_path / "labels.gz"
+    path.write_bytes(good[:-4])
+    with _raises_naming(path, "corrupt or truncated gzip data"):
+        read_idx(path)
+    path.write_bytes(good[:-8] + bytes(8))  # wrong CRC and size
+    with _raises_naming(path, "corrupt or truncated gzip data"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_empty_file(tmp_path, suffix):
+    path = tmp_path / f"labels{suffix}"
+    path.write_bytes(b"")
+    with _raises_naming(path, "an empty file" if suffix else "found 0 bytes"):
+        read_idx(path)
+
+
+def test_data_errors_are_dataset_errors(tmp_path):
+    path = tmp_path / "labels"
+    path.write_bytes(_idx_header(2049, 3) + bytes(4))
+    with pytest.raises(DatasetError):
+        read_idx(path)
+    assert issubclass(DatasetError, ValueError) and issubclass(ChecksumError, DatasetError)
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        load_mnist(dataset="cifar")
 
 
 def test_count_mismatch(tmp_path):
@@ -220,8 +341,14 @@ def test_missing_file(tmp_path):
     directory = _write_dataset(tmp_path / "data", arrays)
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz or t10k-labels-idx1"):
         load_mnist(data_dir=directory)
-    with pytest.raises(FileNotFoundError, match="data directory not found"):
+    with pytest.raises(FileNotFoundError) as info:
         load_mnist(data_dir=tmp_path / "nowhere")
+    message = str(info.value)
+    assert str(tmp_path / "nowhere") in message and "data directory not found" in message
+    assert "train-images-idx3-ubyte" in message  # says what the directory should hold
+    a_file = directory / "t10k-images-idx3-ubyte.gz"
+    with pytest.raises(NotADirectoryError, match=f"{a_file}: not a directory"):
+        load_mnist(data_dir=a_file)
 
 
 def test_load_from_data_dir_gz_and_raw(tmp_path):
@@ -313,12 +440,16 @@ class _Server:
         self.files = {}
         self.requests = []
         self.short = set()  # names sent with a Content-Length 100 bytes too large
+        self.special = {}  # name: function(handler) that writes the whole response itself
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
                 server.requests.append(name)
+                if name in server.special:
+                    server.special[name](self)
+                    return
                 if name not in server.files:
                     self.send_error(404)
                     return
@@ -359,6 +490,8 @@ def fashion(monkeypatch):
         server.files[name] = path_bytes
         digests[name] = hashlib.sha256(path_bytes).hexdigest()
     monkeypatch.setattr(download, "FASHION_MNIST_SHA256", digests)
+    sizes = {name: len(body) for name, body in server.files.items()}
+    monkeypatch.setattr(download, "FASHION_MNIST_SIZES", sizes)
     yield server
     server.close()
 
@@ -422,6 +555,7 @@ def test_fashion_checksum_mismatch_leaves_no_file(fashion, tmp_path, monkeypatch
 
 def test_fashion_incomplete_transfer_leaves_no_file(fashion, tmp_path):
     fashion.short.add("train-labels-idx1-ubyte.gz")
+    download.FASHION_MNIST_SIZES["train-labels-idx1-ubyte.gz"] += 100  # not above the cap
     cache = tmp_path / "cache"
     with pytest.raises(DownloadError, match="connection closed after"):
         load_fashion_mnist(cache, fashion.url, progress=False)
@@ -462,6 +596,21 @@ def test_fashion_corrupt_cached_file_is_downloaded_again(fashion, tmp_path, caps
     assert "downloading it again" in capsys.readouterr().err
 
 
+def test_fashion_cached_file_of_the_wrong_size_is_not_hashed(fashion, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    fetch_fashion_mnist(cache, fashion.url, progress=False)
+    bad = cache / "fashion-mnist" / "train-labels-idx1-ubyte.gz"
+    with open(bad, "r+b") as f:
+        f.truncate(8 << 30)  # 8 GiB of zeros that take no disk space (hashing them takes seconds)
+    start = time.monotonic()
+    _check_fashion(load_fashion_mnist(cache, fashion.url, progress=False), fashion.arrays)
+    assert time.monotonic() - start < 2.0
+    assert fashion.requests[4:] == ["train-labels-idx1-ubyte.gz"]
+    err = capsys.readouterr().err
+    size = len(fashion.files["train-labels-idx1-ubyte.gz"])
+    assert f"{bad}: size mismatch (expected {size} bytes, found {8 << 30})" in err, err
+
+
 def test_fashion_progress_bar(fashion, tmp_path, capsys):
     fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=True)
     err = capsys.readouterr().err
@@ -474,6 +623,182 @@ def test_fashion_real_digests_are_well_formed():
     for name, digest in download.FASHION_MNIST_SHA256.items():
         assert name.endswith(".gz") and len(digest) == 64 and int(digest, 16) >= 0
     assert download.FASHION_MNIST_URL.startswith("https://")
+    assert sorted(download.FASHION_MNIST_SIZES) == sorted(download.FASHION_MNIST_SHA256)
+    assert download.FASHION_MNIST_SIZES["train-images-idx3-ubyte.gz"] == 26_421_880
+
+
+def _endless_body(sent, done, rate=None, limit=64 << 20):
+    """A response handler: 200 without Content-Length, then zeros until the client leaves.
+
+    ``rate``: None for as fast as possible, else one byte every ``rate`` seconds. Stops after
+    ``limit`` bytes or 10 s; the bytes it sent go to ``sent[0]``, and ``done`` is set at the end.
+    """
+
+    def respond(handler):
+        start = time.monotonic()
+        try:
+            handler.send_response(200)
+            handler.end_headers()
+            while sent[0] < limit and time.monotonic() - start < 10:
+                chunk = bytes(1 if rate else 1 << 16)
+                handler.wfile.write(chunk)
+                handler.wfile.flush()
+                sent[0] += len(chunk)
+                if rate:
+                    time.sleep(rate)
+        except OSError:  # the client went away
+            pass
+        finally:
+            done.set()
+
+    return respond
+
+
+def test_download_stops_at_max_bytes(fashion, tmp_path):
+    sent, done = [0], threading.Event()
+    fashion.special["big.gz"] = _endless_body(sent, done)
+    dest = tmp_path / "dl" / "big.gz"
+    with pytest.raises(DownloadError) as info:
+        download.download_file(fashion.url + "big.gz", dest, "0" * 64, progress=False,
+                               max_bytes=1 << 20)
+    message = str(info.value)
+    assert fashion.url + "big.gz" in message and "more than the expected 1048576 bytes" in message
+    assert done.wait(10) and sent[0] < 32 << 20  # the client hung up long before 64 MiB
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_download_refuses_an_announced_size_above_max_bytes(fashion, tmp_path):
+    def respond(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(200 << 20))
+        handler.end_headers()
+        handler.wfile.write(bytes(1000))
+
+    fashion.special["big.gz"] = respond
+    dest = tmp_path / "dl" / "big.gz"
+    expected = "announced 209715200 bytes, more than the expected 1048576 bytes"
+    with pytest.raises(DownloadError, match=expected):
+        download.download_file(fashion.url + "big.gz", dest, "0" * 64, progress=False,
+                               max_bytes=1 << 20)
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_fashion_download_is_capped_at_the_known_size(fashion, tmp_path):
+    name = "t10k-labels-idx1-ubyte.gz"
+    known_size = len(fashion.files[name])
+    fashion.files[name] += bytes(10)
+    with pytest.raises(DownloadError, match=f"more than the expected {known_size} bytes"):
+        fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=False)
+
+
+def _slow_headers(handler):
+    try:
+        handler.wfile.write(b"HTTP/1.0 200 OK\r\n")
+        for _ in range(200):  # 10 s at most
+            handler.wfile.write(b"X")
+            handler.wfile.flush()
+            time.sleep(0.05)
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_download_deadline(fashion, tmp_path, where):
+    # One byte every 0.05 s keeps each read within the 5 s timeout; only a deadline ends it.
+    if where == "body":
+        fashion.special["slow.gz"] = _endless_body([0], threading.Event(), rate=0.05)
+    else:
+        fashion.special["slow.gz"] = _slow_headers
+    dest = tmp_path / "dl" / "slow.gz"
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download.download_file(fashion.url + "slow.gz", dest, "0" * 64, progress=False,
+                               timeout=5.0, max_bytes=1 << 20, deadline=0.5)
+    assert time.monotonic() - start < 3.0
+    message = str(info.value)
+    assert fashion.url + "slow.gz" in message and "0.5 s deadline" in message, message
+    assert list(dest.parent.iterdir()) == []
+
+
+def _redirect_to(location):
+    def respond(handler):
+        handler.send_response(302)
+        handler.send_header("Location", location(handler))
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return respond
+
+
+def test_download_follows_redirects_on_the_same_host(fashion, tmp_path):
+    name = "t10k-labels-idx1-ubyte.gz"
+    fashion.special["moved.gz"] = _redirect_to(lambda handler: f"/elsewhere/{name}")
+    body = fashion.files[name]
+    dest = download.download_file(fashion.url + "moved.gz", tmp_path / name,
+                                  hashlib.sha256(body).hexdigest(), progress=False,
+                                  max_bytes=len(body))
+    assert dest.read_bytes() == body and fashion.requests == ["moved.gz", name]
+
+
+def test_download_refuses_redirects_to_other_hosts(fashion, tmp_path):
+    port = fashion.httpd.server_address[1]
+    other = f"http://localhost:{port}/fashion/t10k-labels-idx1-ubyte.gz"  # same server, other name
+    fashion.special["moved.gz"] = _redirect_to(lambda handler: other)
+    dest = tmp_path / "dl" / "moved.gz"
+    with pytest.raises(DownloadError) as info:
+        download.download_file(fashion.url + "moved.gz", dest, "0" * 64, progress=False,
+                               max_bytes=1 << 20)
+    message = str(info.value)
+    assert fashion.url + "moved.gz" in message and f"redirected to {other}" in message, message
+    assert "127.0.0.1" in message
+    assert fashion.requests == ["moved.gz"] and list(dest.parent.iterdir()) == []
+
+
+def test_download_to_a_full_disk(fashion, tmp_path, monkeypatch):
+    name = "train-labels-idx1-ubyte.gz"  # the second file downloaded
+
+    def full_disk_atomic_write(path, write):
+        def write_until_full(f):
+            class FullDisk:
+                def write(self, data):
+                    f.write(data[:10])
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            write(FullDisk() if path.name == name else f)
+
+        fileio.atomic_write(path, write_until_full)
+
+    monkeypatch.setattr(download, "atomic_write", full_disk_atomic_write)
+    cache = tmp_path / "cache"
+    with pytest.raises(DownloadError) as info:
+        fetch_fashion_mnist(cache, fashion.url, progress=False)
+    message = str(info.value)
+    assert str(cache / "fashion-mnist" / name) in message, message
+    assert os.strerror(errno.ENOSPC) in message, message
+    assert sorted(p.name for p in (cache / "fashion-mnist").iterdir()) == [
+        "train-images-idx3-ubyte.gz"  # downloaded before the disk was full; no partial file
+    ]
+
+
+def test_stale_temporary_files_are_removed(fashion, tmp_path):
+    directory = tmp_path / "cache" / "fashion-mnist"
+    directory.mkdir(parents=True)
+    stale = [".train-images-idx3-ubyte.gz.k3j_x9a2.part", ".t10k-labels-idx1-ubyte.gz.abcdefgh.tmp"]
+    kept = [".train-images-idx3-ubyte.gz.abc.part", ".other.gz.abcdefgh.part", "notes.part",
+            ".train-images-idx3-ubyte.gz.abcdefgh.part.bak",
+            "t10k-labels-idx1-ubyte.gz.abcdefgh.tmp"]
+    for name in stale + kept:
+        (directory / name).write_bytes(b"partial")
+    # While another process downloads into the folder, its temporary files are left alone.
+    other_download = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(other_download, fcntl.LOCK_SH)
+        fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=False)
+    finally:
+        os.close(other_download)
+    assert set(stale + kept) < {p.name for p in directory.iterdir()}
+    fetch_fashion_mnist(tmp_path / "cache", fashion.url, progress=False)  # nothing to download
+    assert sorted(p.name for p in directory.iterdir()) == sorted(kept + list(fashion.files))
 
 
 # -- binarization ----------------------------------------------------------------------------

@@ -4,6 +4,17 @@
     train_x, train_y, test_x, test_y = load_mnist()  # (60000, 28, 28) uint8, (60000,) uint8, ...
     batch = binarize_dynamic(train_x[:128], rng)  # (128, 1, 28, 28) float32 of 0.0 / 1.0
 
+Errors for bad data, each with a one-line message naming the file, directory or URL:
+
+* ``DatasetError`` (a ``ValueError``): a file or directory does not hold the expected data
+  (IDX format, counts, image size, labels, unknown dataset name); ``ChecksumError`` is one.
+* ``DownloadError`` (an ``OSError``): a download failed or could not be saved.
+* other ``OSError``: ``FileNotFoundError`` (no such data directory or file),
+  ``NotADirectoryError``, ``PermissionError``, as the file system reports them.
+
+So ``except (DatasetError, OSError)`` catches all of them. Invalid arguments from code (a bad
+``kind`` or ``split``, non-uint8 arrays) raise ``ValueError`` or ``TypeError``.
+
 MNIST: Y. LeCun, C. Cortes, C. J. C. Burges, CC BY-SA 3.0. Fashion-MNIST: Zalando Research, MIT.
 """
 
@@ -11,6 +22,7 @@ from .binarize import binarize_dynamic, binarize_static, to_nchw_float
 from .download import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_SHA256,
+    FASHION_MNIST_SIZES,
     FASHION_MNIST_URL,
     DownloadError,
     default_cache_dir,
@@ -19,6 +31,7 @@ from .download import (
 )
 from .idx import (
     ChecksumError,
+    DatasetError,
     find_split_files,
     load_split,
     parse_idx,
@@ -41,10 +54,12 @@ __all__ = [
     "DATASETS",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_SHA256",
+    "FASHION_MNIST_SIZES",
     "FASHION_MNIST_URL",
     "MNIST_DIR",
     "MNIST_SHA256",
     "ChecksumError",
+    "DatasetError",
     "DownloadError",
     "MNISTData",
     "binarize_dynamic",

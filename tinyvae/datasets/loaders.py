@@ -6,7 +6,14 @@ from typing import NamedTuple
 import numpy as np
 
 from .download import fetch_fashion_mnist
-from .idx import SPLIT_FILES, find_split_files, load_split, verify_content
+from .idx import (
+    EXPECTED_FILES,
+    SPLIT_FILES,
+    DatasetError,
+    find_split_files,
+    load_split,
+    verify_content,
+)
 
 # The copy of MNIST (Y. LeCun, C. Cortes, C. J. C. Burges; CC BY-SA 3.0) shipped in the package.
 MNIST_DIR = Path(__file__).resolve().parent / "mnist"
@@ -58,15 +65,28 @@ def load_mnist(data_dir=None, dataset="mnist", cache_dir=None, base_url=None, pr
     * ``dataset="fashion-mnist"`` (or ``"fashion"``): downloaded on first use into
       ``<cache_dir>/fashion-mnist`` and verified; see :func:`fetch_fashion_mnist` for
       ``cache_dir``, ``base_url`` and ``progress``.
+
+    Raises ``DatasetError`` for files that do not hold the expected data, ``FileNotFoundError``
+    for missing directories or files, ``DownloadError`` when a download fails (all ``OSError``
+    but the first; see :mod:`tinyvae.datasets`).
     """
     if data_dir is not None:
         directory, sha256 = Path(data_dir).expanduser(), None
+        if not directory.exists():
+            raise FileNotFoundError(
+                f"{directory}: data directory not found (expected a directory holding "
+                f"{EXPECTED_FILES})"
+            )
         if not directory.is_dir():
-            raise FileNotFoundError(f"{directory}: data directory not found")
+            raise NotADirectoryError(
+                f"{directory}: not a directory (expected a directory holding {EXPECTED_FILES})"
+            )
     else:
         name = _ALIASES.get(str(dataset).lower().replace("_", "-"))
         if name is None:
-            raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+            raise DatasetError(
+                f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}"
+            )
         if name == "mnist":
             directory, sha256 = MNIST_DIR, MNIST_SHA256
         else:
