@@ -183,13 +183,14 @@ def to_pixels(images, cols, cmap="gray"):
     return np.round(255 * mosaic).astype(np.uint8)
 
 
-def save_frame(path, images, cols, cmap="gray"):
-    """One grid of images as a PNG, atomically (e.g. this epoch's decoded samples)."""
+def save_frame(path, images, cols, cmap="gray", scale=2):
+    """One grid of images as a PNG, each pixel ``scale`` x ``scale``, atomically (e.g. an epoch's samples)."""
     from PIL import Image
 
     check_channels(images)
+    pixels = to_pixels(images, cols, cmap).repeat(scale, axis=0).repeat(scale, axis=1)
     buffer = io.BytesIO()
-    Image.fromarray(to_pixels(images, cols, cmap)).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG")
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 

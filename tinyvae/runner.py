@@ -312,7 +312,7 @@ def run(argv=None, *, description, flags, load_data, build_model, pictures, defa
 
     Expected errors exit with one message (SystemExit); --debug or TINYVAE_DEBUG=1 raises them instead.
     """
-    flags = [*COMMON_FLAGS, *flags]
+    flags = [*flags, *COMMON_FLAGS]
     explicit, switches = parse_args(argv, description, flags, defaults or {})
     debug = switches["debug"] or os.environ.get("TINYVAE_DEBUG") == "1"
     try:
