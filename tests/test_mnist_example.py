@@ -112,8 +112,9 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(mnist, data_di
 
     with monkeypatch.context() as patch:
         patch.setattr(tinyvae.Adam, "step", interrupt)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(SystemExit) as exit_info:  # Ctrl-C: a message, no traceback
             mnist.main(small(data_dir, tmp_path / "resumed", "--epochs", "3"))
+    assert exit_info.value.code == 130
     assert load_checkpoint(tmp_path / "resumed").epoch == 2
     # ... then resume it with no flags but --out.
     resumed = mnist.main(["--resume", "--out", str(tmp_path / "resumed")])
@@ -242,6 +243,11 @@ def test_outputs_replace_planted_symlinks_instead_of_writing_through_them(mnist,
     out, outside = tmp_path / "run", tmp_path / "outside"
     out.mkdir()
     outside.mkdir()
+    (out / mnist.runner.LOCK_NAME).symlink_to(outside / "lock")
+    with pytest.raises(SystemExit, match=r"tinyvae\.lock: cannot open the lock file"):
+        mnist.main(small(data_dir, out, "--epochs", "1"))
+    assert not (outside / "lock").exists()
+    (out / mnist.runner.LOCK_NAME).unlink()
     for name in ("summary.json", "curves.png", "metrics.jsonl", "samples.gif"):
         (outside / name).write_text("keep")
         (out / name).symlink_to(outside / name)

@@ -244,7 +244,11 @@ class OutputLock:
         self.path = Path(out) / LOCK_NAME
 
     def __enter__(self):
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:  # O_NOFOLLOW: a symbolic link planted here is refused, not followed
+            self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as err:
+            raise RunError(f"{self.path}: cannot open the lock file ({err.strerror}); remove it if it is "
+                           "not a plain file") from err  # fmt: skip
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -322,6 +326,11 @@ def run(argv=None, *, description, flags, load_data, build_model, pictures, defa
         if debug:
             raise err.__cause__ or err
         sys.exit(str(err))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("\ninterrupted; the last checkpoint written is intact: --resume continues from it", file=sys.stderr)
+        sys.exit(130)
 
 
 def _run(explicit, switches, flags, defaults, load_data, build_model, pictures):
