@@ -100,3 +100,14 @@ def test_pictures_skip_what_a_model_cannot_show():
                          (pictures.curves, "no training steps yet")):  # fmt: skip
         with pytest.raises(pictures.Skip, match=reason):
             draw(None, one)
+
+
+def test_data_of_another_dtype_than_the_model_is_refused_before_training(tmp_path):
+    images = np.random.default_rng(0).random((40, 3, 8, 8))  # float64: the model is float32
+
+    with pytest.raises(SystemExit, match=r"data: the test images are \(8, 3, 8, 8\) float64, but the model takes "
+                                         r"\(N, 3, 8, 8\) float32"):  # fmt: skip
+        run(["--out", str(tmp_path / "run"), "--backend", "numpy"], description="A tiny colour VAE.", flags=[],
+            load_data=lambda cfg: Data(images[:32], images[32:]), build_model=lambda cfg, rng: tiny_rgb_vae(rng),
+            pictures={})  # fmt: skip
+    assert not (tmp_path / "run" / "checkpoint.json").exists()

@@ -366,6 +366,17 @@ def _evaluate(label, fn, x, batch_size, progress):
     return float(np.concatenate(values).mean())
 
 
+def check_data_fits(model, data):
+    """The test images, and a transformed training image, must be what the model takes: say so before training."""
+    rng = np.random.default_rng(0)  # not the training RNG: checking changes nothing in the run
+    first = data.train_x[:1] if data.transform is None else data.transform(data.train_x[:1], rng)
+    expected = f"(N, {', '.join(map(str, model.input_shape))}) {np.dtype(model.dtype).name}"
+    for what, x in (("the test images", data.test_x), ("the training images (after the transform)", first)):
+        if x.shape[1:] != model.input_shape or x.dtype != model.dtype:
+            raise RunError(f"data: {what} are {x.shape} {x.dtype}, but the model takes {expected}; "
+                           "load_data must return the model's shape and dtype")  # fmt: skip
+
+
 def _warm_up_numba(model, data, cfg):
     """Compile the Numba kernels on two images before the clock starts; says so (first run only, cached after)."""
     print("compiling Numba kernels (first run only, ~15 s)", flush=True)
@@ -402,6 +413,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     model = build_model(cfg, init_rng)
     optimizer = Adam(model.params, lr=cfg["lr"])
     saved_cfg = {k: v for k, v in cfg.items() if k != "out"}
+    check_data_fits(model, data)
     frame_z = frame_rng.standard_normal((FRAME_SAMPLES, model.latent_dim), dtype=model.dtype)  # one fixed z per run
     if ckpt is not None:
         try:
