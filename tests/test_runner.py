@@ -2,6 +2,7 @@
 
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -111,3 +112,16 @@ def test_data_of_another_dtype_than_the_model_is_refused_before_training(tmp_pat
             load_data=lambda cfg: Data(images[:32], images[32:]), build_model=lambda cfg, rng: tiny_rgb_vae(rng),
             pictures={})  # fmt: skip
     assert not (tmp_path / "run" / "checkpoint.json").exists()
+
+
+def test_without_matplotlib_the_run_goes_on_and_says_which_pictures_it_skipped(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: `import matplotlib` fails
+    images = np.random.default_rng(0).random((40, 3, 8, 8)).astype(np.float32)
+    out = tmp_path / "run"
+    summary = run(["--out", str(out), "--epochs", "1", "--batch-size", "16", "--backend", "numpy"],
+                  description="A tiny colour VAE.", flags=[], load_data=lambda cfg: Data(images[:32], images[32:]),
+                  build_model=lambda cfg, rng: tiny_rgb_vae(rng), pictures=pictures.PICTURES)  # fmt: skip
+    assert "no pictures: matplotlib is not installed" in capsys.readouterr().out
+    assert set(summary["pictures_skipped"]) == {*pictures.PICTURES, "samples-epochNNN.png", "samples.gif"}
+    assert sorted(p.name for p in out.iterdir() if p.suffix in (".png", ".gif")) == []
+    assert (out / "summary.json").is_file() and (out / "metrics.jsonl").is_file()

@@ -49,7 +49,7 @@ from .backend import BACKENDS, get_backend, set_backend
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .fileio import atomic_write
 from .optim import Adam
-from .pictures import PictureRun, Skip, save_figure, save_frame, save_gif
+from .pictures import PictureRun, Skip, check_channels, save_figure, save_frame, save_gif
 from .progress import Progress
 from .train import NonFiniteLossError, train
 
@@ -290,6 +290,20 @@ def remove_outputs(out, picture_names, after_epoch=None):
         path.unlink()
 
 
+def why_no_pictures(test_x):
+    """None if pictures can be drawn; else why not (matplotlib and Pillow are the optional "plot" extra)."""
+    try:
+        import matplotlib  # noqa: F401
+        import PIL  # noqa: F401
+    except ImportError as err:
+        return f"{err.name} is not installed (pip install 'tinyvae[plot]')"
+    try:
+        check_channels(test_x)
+    except Skip as why:
+        return str(why)
+    return None
+
+
 def write_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -414,6 +428,14 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     optimizer = Adam(model.params, lr=cfg["lr"])
     saved_cfg = {k: v for k, v in cfg.items() if k != "out"}
     check_data_fits(model, data)
+    no_pictures = why_no_pictures(data.test_x)
+    if no_pictures:
+        print(f"no pictures: {no_pictures}; training, metrics.jsonl and summary.json go on")
+
+    def save_epoch_frame(epoch):  # decoded samples of one fixed z, to watch the decoder learn
+        if not no_pictures:
+            save_frame(out / f"samples-epoch{epoch:03d}.png", model.mean(model.decode(frame_z)), FRAME_COLS, data.cmap)
+
     frame_z = frame_rng.standard_normal((FRAME_SAMPLES, model.latent_dim), dtype=model.dtype)  # one fixed z per run
     if ckpt is not None:
         try:
@@ -428,7 +450,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         history, start_epoch, metrics = [], 0, []
         remove_outputs(out, pictures)
         save_checkpoint(out, model, optimizer, epoch=0, rng=train_rng, config=saved_cfg, history=history)
-        save_frame(out / "samples-epoch000.png", model.mean(model.decode(frame_z)), FRAME_COLS, data.cmap)
+        save_epoch_frame(0)
         print(f"new run in {out}")
     settings = ", ".join(f"{k} {v}" for k, v in model.config().items())
     print(f"model: {settings}; {sum(p.size for p in model.params.values())} parameters; Adam lr {cfg['lr']}, "
@@ -476,7 +498,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         history.append(stats)
         save_checkpoint(out, model, optimizer, epoch=epoch, rng=train_rng, config=saved_cfg, history=history)
         write_text(out / "metrics.jsonl", "".join(json.dumps(m, allow_nan=False) + "\n" for m in metrics))
-        save_frame(out / f"samples-epoch{epoch:03d}.png", model.mean(model.decode(frame_z)), FRAME_COLS, data.cmap)
+        save_epoch_frame(epoch)
         elapsed = time.perf_counter() - started
         eta = elapsed / (epoch - start_epoch) * (cfg["epochs"] - epoch)
         terms = [k for k in stats if k not in ("epoch", "loss", "seconds", "images_per_s", "test_elbo",
@@ -489,8 +511,10 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
             print(f"time limit of {cfg['time_limit']:g} minutes reached after epoch {epoch}; --resume continues")
             break
 
-    frames = sorted((p for p in out.iterdir() if FRAME_NAME.fullmatch(p.name)), key=lambda p: p.name)
-    save_gif(out / "samples.gif", frames)
+    frames = sorted((p for p in out.iterdir() if FRAME_NAME.fullmatch(p.name)),
+                    key=lambda p: int(FRAME_NAME.fullmatch(p.name)[1]))  # fmt: skip
+    if frames:
+        save_gif(out / "samples.gif", frames)
 
     # Evaluation on the whole test set: the ELBO, and the tighter importance-weighted bound.
     test_elbo = history[-1]["test_elbo"] if history else evaluate_elbo()
@@ -501,10 +525,13 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
                           progress)  # fmt: skip
         iwae = {"k": k, "log_px_bound": value, "seconds": time.perf_counter() - iwae_started}
 
-    drawn, skipped = draw_pictures(out, pictures, PictureRun(
-        model, data.test_x, picture_rng, data.test_labels, data.class_names, history, metrics, data.cmap, notes),
-        progress)  # fmt: skip
-    written = [p.name for p in frames] + ["samples.gif", *drawn, "summary.json"]
+    if no_pictures:
+        drawn, skipped = [], {name: no_pictures for name in [*pictures, "samples-epochNNN.png", "samples.gif"]}
+    else:
+        drawn, skipped = draw_pictures(out, pictures, PictureRun(
+            model, data.test_x, picture_rng, data.test_labels, data.class_names, history, metrics, data.cmap, notes),
+            progress)  # fmt: skip
+    written = [p.name for p in frames] + (["samples.gif"] if frames else []) + [*drawn, "summary.json"]
     if metrics:
         written.insert(0, "metrics.jsonl")
     summary = {
