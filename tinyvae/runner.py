@@ -432,11 +432,12 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     if no_pictures:
         print(f"no pictures: {no_pictures}; training, metrics.jsonl and summary.json go on")
 
+    frame_z = frame_rng.standard_normal((FRAME_SAMPLES, model.latent_dim), dtype=model.dtype)  # one fixed z per run
+
     def save_epoch_frame(epoch):  # decoded samples of one fixed z, to watch the decoder learn
         if not no_pictures:
             save_frame(out / f"samples-epoch{epoch:03d}.png", model.mean(model.decode(frame_z)), FRAME_COLS, data.cmap)
 
-    frame_z = frame_rng.standard_normal((FRAME_SAMPLES, model.latent_dim), dtype=model.dtype)  # one fixed z per run
     if ckpt is not None:
         try:
             ckpt.restore(model, optimizer, train_rng)
