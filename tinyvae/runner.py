@@ -14,7 +14,7 @@ An example script gives the runner what is specific to it and nothing else:
                    load_data=load_data, build_model=build_model, pictures=tinyvae.pictures.PICTURES)
 
 The runner adds the common flags (COMMON_FLAGS, and --resume, --overwrite, --debug), then:
-chooses the backend (--backend > TINYVAE_BACKEND > numba if importable, else numpy), locks
+chooses the backend (--backend > TINYVAE_BACKEND > a resumed run's > numba if importable, else numpy), locks
 --out against a second writer, refuses to replace a run there unless --resume or --overwrite,
 trains one epoch at a time (progress inside each epoch; a NaN or a non-finite result stops
 the run before its checkpoint, so the last good one stays), evaluates the test ELBO every
