@@ -373,6 +373,11 @@ def _read_members(npz, meta):
                         f"{npz}: member {info.filename!r}: unexpected (a checkpoint holds only model/<name>.npy and "
                         f"optimizer/<optimizer>/<key>.npy members, for the optimizers {sorted(meta['optimizers'])})"
                     )
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+                    raise CheckpointError(
+                        f"{npz}: member {info.filename!r}: encrypted, or compressed with zip method "
+                        f"{info.compress_type}; expected stored or deflated"
+                    )
                 with zf.open(info) as f:
                     members[key] = _read_npy_header(f, info.filename, npz, info.file_size)
     except CheckpointError:
