@@ -8,6 +8,7 @@ symbolic link planted at the target is replaced, not followed.
 """
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -35,3 +36,16 @@ def atomic_write(path, write):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def leftover_temp_files(directory, target_pattern):
+    r"""Temporary files in ``directory`` of atomic_writes that were killed before their rename.
+
+    target_pattern: a regular expression for the whole name of the file being written, e.g.
+    ``r"checkpoint\.json"``; only names of atomic_write's own pattern ``.<target>.XXXXXXXX.tmp``
+    match, so other files (``.checkpoint.json.tmp``, ``notes.tmp``) are never listed. Nothing
+    tells a leftover from a write in progress: call it only where no other process writes.
+    """
+    # ".<target>.<the 8 random characters of tempfile.mkstemp>.tmp", as atomic_write names them
+    pattern = re.compile(rf"\.(?:{target_pattern})\.[a-z0-9_]{{8}}\.tmp")
+    return sorted(p for p in Path(directory).iterdir() if pattern.fullmatch(p.name) and (p.is_symlink() or p.is_file()))
