@@ -6,7 +6,9 @@ accumulators round differently from NumPy's pairwise float32 sums).
 """
 
 import inspect
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,18 +89,45 @@ def conv_transpose_cases(draw):
 # --------------------------------------------------------------------------------------
 
 
-def public_functions(module):
-    return {
-        name: f
-        for name, f in vars(module).items()
-        if inspect.isfunction(f) and not name.startswith("_") and f.__module__ == module.__name__
-    }
+@pytest.mark.parametrize("module", [ref, numba_kernels], ids=["numpy", "numba"])
+def test_each_backend_implements_the_interface_with_the_reference_signatures(module):
+    for name in tinyvae.backend.KERNELS:
+        assert inspect.isfunction(getattr(module, name, None)), f"{module.__name__} lacks {name}"
+        assert inspect.signature(getattr(module, name)) == inspect.signature(getattr(ref, name)), name
 
 
-def test_numba_backend_has_every_reference_kernel_with_the_same_signature():
-    for name, f in public_functions(ref).items():
-        assert hasattr(numba_kernels, name), f"kernels_numba lacks {name}"
-        assert inspect.signature(getattr(numba_kernels, name)) == inspect.signature(f), name
+def test_layers_reach_kernels_only_through_the_backend_switch():
+    root = Path(tinyvae.__file__).parent
+    for path in root.glob("*.py"):
+        if path.name not in ("backend.py", "kernels_numpy.py", "kernels_numba.py"):
+            imports = re.findall(r"^\s*(?:from|import) .*$", path.read_text(), re.M)
+            assert not [line for line in imports if "kernels_n" in line], f"{path.name} imports a backend module"
+
+
+def test_auto_is_numba_when_importable_else_numpy(monkeypatch):
+    monkeypatch.setattr(tinyvae.backend, "_active_name", None)
+    monkeypatch.setattr(tinyvae.backend, "_active_module", None)
+    tinyvae.set_backend("auto")
+    assert tinyvae.get_backend() == "numba"  # the concrete name
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
+    tinyvae.set_backend("auto")
+    assert tinyvae.get_backend() == "numpy" and tinyvae.backend.kernels() is ref
+
+
+@pytest.mark.parametrize("env, expected", [(None, "numba"), ("numpy", "numpy"), ("auto", "numba")])
+def test_the_default_backend_follows_tinyvae_backend(monkeypatch, env, expected):
+    monkeypatch.setattr(tinyvae.backend, "_active_name", None)
+    monkeypatch.setattr(tinyvae.backend, "_active_module", None)
+    if env is None:
+        monkeypatch.delenv("TINYVAE_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("TINYVAE_BACKEND", env)
+    assert tinyvae.get_backend() == expected
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown backend 'cuda'; expected one of \('numpy', 'numba', 'auto'\)"):
+        tinyvae.set_backend("cuda")
 
 
 def test_set_backend_numba_without_numba_is_a_clear_import_error(monkeypatch):
