@@ -171,28 +171,34 @@ def test_conv_transpose2d_matches_numpy(case, chunk, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_preset_layers_match_numpy(dtype):
-    """The layer shapes of the conv preset (batch 8), chunked over the batch as in training."""
+    """Every conv layer of the built conv preset (batch 8, its own shapes), chunked over the batch as in training."""
     rng = np.random.default_rng(0)
-    layers = [  # (kind, C_in, C_out, size, stride, padding, output_padding)
-        ("conv", 1, 32, 28, 2, 0, 0), ("conv", 32, 64, 13, 2, 0, 0),
-        ("convT", 32, 64, 7, 2, 1, 1), ("convT", 64, 32, 14, 2, 1, 1), ("convT", 32, 1, 28, 1, 1, 0),
-    ]  # fmt: skip
-    for kind, c_in, c_out, size, s, p, op in layers:
-        x = rng.standard_normal((8, c_in, size, size)).astype(dtype)
-        if kind == "conv":
-            w, b = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
-            out = ref.conv2d_forward(x, w, b, (s, s), (p, p))
+    model = tinyvae.conv_vae(2, rng=rng, dtype=dtype)
+    inputs = []  # (layer, its input) as the preset passes a batch through
+    with tinyvae.use_backend("numpy"):
+        for sequential, x in ((model.encoder, rng.random((8, *model.input_shape)).astype(dtype)),
+                              (model.decoder, rng.standard_normal((8, 2)).astype(dtype))):  # fmt: skip
+            for layer in sequential.layers:
+                inputs.append((layer, x))
+                x = layer.forward(x)
+    convs = [(layer, x) for layer, x in inputs if isinstance(layer, (tinyvae.Conv2D, tinyvae.ConvTranspose2D))]
+    assert len(convs) == 5
+    for layer, x in convs:
+        w, b = rng.standard_normal(layer.params["weight"].shape).astype(dtype), rng.standard_normal(layer.out_channels).astype(dtype)
+        s, p = layer.stride, layer.padding
+        if isinstance(layer, tinyvae.Conv2D):
+            out = ref.conv2d_forward(x, w, b, s, p)
             dout = rng.standard_normal(out.shape).astype(dtype)
-            assert_close(numba_kernels.conv2d_forward(x, w, b, (s, s), (p, p)), out, dtype)
-            expected = ref.conv2d_backward(dout, x, w, (s, s), (p, p))
-            assert_all_close(numba_kernels.conv2d_backward(dout, x, w, (s, s), (p, p)), expected, dtype)
+            assert_close(numba_kernels.conv2d_forward(x, w, b, s, p), out, dtype)
+            expected = ref.conv2d_backward(dout, x, w, s, p)
+            assert_all_close(numba_kernels.conv2d_backward(dout, x, w, s, p), expected, dtype)
         else:
-            w, b = rng.standard_normal((c_in, c_out, 3, 3)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
-            out = ref.conv_transpose2d_forward(x, w, b, (s, s), (p, p), (op, op))
+            op = layer.output_padding
+            out = ref.conv_transpose2d_forward(x, w, b, s, p, op)
             dout = rng.standard_normal(out.shape).astype(dtype)
-            assert_close(numba_kernels.conv_transpose2d_forward(x, w, b, (s, s), (p, p), (op, op)), out, dtype)
-            expected = ref.conv_transpose2d_backward(dout, x, w, (s, s), (p, p))
-            assert_all_close(numba_kernels.conv_transpose2d_backward(dout, x, w, (s, s), (p, p)), expected, dtype)
+            assert_close(numba_kernels.conv_transpose2d_forward(x, w, b, s, p, op), out, dtype)
+            expected = ref.conv_transpose2d_backward(dout, x, w, s, p)
+            assert_all_close(numba_kernels.conv_transpose2d_backward(dout, x, w, s, p), expected, dtype)
 
 
 def test_non_contiguous_inputs_are_accepted():
