@@ -237,6 +237,12 @@ def test_state_dict_holds_buffers_and_the_optimizer_never_sees_them():
         model.load_state_dict(dict(model.params))
 
 
+def test_the_package_reaches_its_submodules():
+    assert callable(tinyvae.datasets.load_mnist) and callable(tinyvae.gradcheck.numerical_gradient)
+    assert callable(tinyvae.checkpoint.save_checkpoint) and callable(tinyvae.evaluate.mean_elbo)
+    assert callable(tinyvae.objectives.negative_elbo) and callable(tinyvae.distributions.DiagonalGaussian)
+
+
 # -- bad arguments: a ValueError naming the function and the argument ------------------------
 
 
@@ -276,7 +282,7 @@ def test_bernoulli_model_refuses_unscaled_pixels():
 
 
 @pytest.mark.parametrize("latent, finite", [(2, True), (5, False)])
-@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.filterwarnings("ignore:invalid value encountered", "ignore:overflow encountered")
 def test_the_non_finite_stop_fires_alike_on_every_backend(backend, latent, finite):
     """logvar = 88: exp(88) = 1.7e38 fits float32, the KL of 2 such latents (1.7e38) too, of 5 (4.1e38) not.
 

@@ -21,7 +21,7 @@ from .module import check_batch
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-def _check_pair(name, a, b, a_name, b_name):
+def _check_matching(name, a, b, a_name, b_name):
     if a.shape != b.shape:
         raise ValueError(f"{name}: {a_name} has shape {a.shape} but {b_name} has shape {b.shape}; they must match")
     if a.dtype != b.dtype or not np.issubdtype(a.dtype, np.floating):
@@ -100,7 +100,7 @@ def kl_normal_standard(mu, logvar):
 
     The formula: :func:`tinyvae.kernels_numpy.kl_divergence`.
     """
-    _check_pair("kl_normal_standard", mu, logvar, "mu", "logvar")
+    _check_matching("kl_normal_standard", mu, logvar, "mu", "logvar")
     if mu.ndim != 2:
         raise ValueError(f"kl_normal_standard: expected mu of shape (N, latent_dim), got {mu.shape}")
     return kernels().kl_divergence(mu, logvar)
@@ -159,7 +159,7 @@ def bernoulli_nll(logits, x):
     x must lie in [0, 1] (binary pixels, or gray levels read as probabilities). The formula:
     :func:`tinyvae.kernels_numpy.bernoulli_nll`.
     """
-    _check_pair("bernoulli_nll", logits, x, "logits", "x")
+    _check_matching("bernoulli_nll", logits, x, "logits", "x")
     low, high = float(x.min()), float(x.max())
     if low < 0.0 or high > 1.0:  # NaN passes: it reaches the loss, where training stops on it
         raise ValueError(
@@ -175,7 +175,7 @@ def gaussian_nll(mean, x, sigma=1.0):
     nll = sum((x - mean)^2) / (2 sigma^2) + D/2 log(2 pi sigma^2);
     returns (nll (N,), dmean) with dmean = (mean - x) / (sigma^2 N).
     """
-    _check_pair("gaussian_nll", mean, x, "mean", "x")
+    _check_matching("gaussian_nll", mean, x, "mean", "x")
     if not sigma > 0:
         raise ValueError(f"gaussian_nll: sigma must be > 0, got {sigma}")
     N = mean.shape[0]

@@ -179,6 +179,9 @@ class ConvTranspose2D(_Conv):
 
 
 class _Elementwise(Module):
+    """ReLU has a backend kernel (it runs on the conv preset's largest activations); the
+    others are one NumPy expression each, with their formula in their backward's docstring."""
+
     def _check(self, x):
         if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"{self!r}: expected a floating-point numpy array, got {getattr(x, 'dtype', type(x))}")
@@ -196,7 +199,7 @@ class ReLU(_Elementwise):
         return self._remember_shape(self._out)
 
     def backward(self, dout):
-        """dx = dout where x > 0 (where the output is > 0), else 0."""
+        """dout -> dx, any shape; the formula: :func:`tinyvae.kernels_numpy.relu_backward`."""
         self._check_dout(dout)
         return kernels().relu_backward(dout, self._out)
 
