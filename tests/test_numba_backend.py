@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import tinyvae
 import tinyvae.backend
 import tinyvae.kernels_numpy as ref
+from tinyvae import geometry
 
 numba_kernels = pytest.importorskip("tinyvae.kernels_numba", reason="numba not installed")
 
@@ -51,7 +52,7 @@ def conv_cases(draw):
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     H = draw(st.integers(max(1, kH - 2 * ph), 10))
     W = draw(st.integers(max(1, kW - 2 * pw), 10))
-    Ho, Wo = ref.conv_output_size(H, kH, sh, ph), ref.conv_output_size(W, kW, sw, pw)
+    Ho, Wo = geometry.conv_output_size(H, kH, sh, ph), geometry.conv_output_size(W, kW, sw, pw)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     weight = rng.standard_normal((F, C, kH, kW)).astype(dtype)
@@ -70,12 +71,12 @@ def conv_transpose_cases(draw):
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     oph, opw = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
     H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
-    Ho = ref.conv_transpose_output_size(H, kH, sh, ph, oph)
-    Wo = ref.conv_transpose_output_size(W, kW, sw, pw, opw)
+    Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
+    Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
     if min(Ho, Wo) < 1:
         H, W, ph, pw = H + 2, W + 2, 0, 0
-        Ho = ref.conv_transpose_output_size(H, kH, sh, ph, oph)
-        Wo = ref.conv_transpose_output_size(W, kW, sw, pw, opw)
+        Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
+        Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C_in, H, W)).astype(dtype)
     weight = rng.standard_normal((C_in, C_out, kH, kW)).astype(dtype)
