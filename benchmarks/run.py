@@ -1,7 +1,7 @@
 """Benchmark tinyvae's kernel backends (NumPy, Numba) side by side, and PyTorch CPU on the same models.
 
     python benchmarks/run.py               # full run, a few minutes
-    python benchmarks/run.py --quick       # fewer repeats, a smoke test
+    python benchmarks/run.py --quick       # tiny batches, one repeat: a smoke test (seconds)
     python benchmarks/run.py --repeats 15 --rounds 3 --threads 2 --out benchmarks/results
 
 What it measures, all in float32 with the same thread count everywhere (NumPy's BLAS, Numba,
@@ -9,7 +9,8 @@ PyTorch):
 
 * the practical peak: GFLOP/s of a 2048 x 2048 float32 matrix product (NumPy's BLAS);
 * per kernel, NumPy vs Numba: forward and backward of each layer of the conv preset at
-  MNIST size and batch 128, plus ReLU, the Bernoulli loss, the latent terms and Adam;
+  MNIST size and batch 128, plus ReLU, the Bernoulli loss, the latent terms and Adam (the
+  shapes come from the built preset, see :func:`traced_layers`);
 * end to end, training images per second (forward + backward + Adam step) of the conv
   preset (latent 2 and 32) and the MLP preset, at batch 32 and 128: NumPy, Numba, and
   PyTorch CPU on the same architectures when torch is importable (an optional column).
@@ -38,45 +39,51 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BATCH = 128
 BLAS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}  # see the module docstring
 
 # ----------------------------------------------------------------------------------------
-# Workloads
+# Workloads: the layers and shapes of the built presets, never restated by hand
 # ----------------------------------------------------------------------------------------
 
-# The conv preset's layers at MNIST size: (name, kind, C_in, C_out, input size, stride, padding, output_padding).
-CONV_LAYERS = [
-    ("conv1", "conv", 1, 32, 28, 2, 0, 0),
-    ("conv2", "conv", 32, 64, 13, 2, 0, 0),
-    ("convT1", "convT", 32, 64, 7, 2, 1, 1),
-    ("convT2", "convT", 64, 32, 14, 2, 1, 1),
-    ("convT3", "convT", 32, 1, 28, 1, 1, 0),
-]
-# (name, in, out) for latent 2
-DENSE_LAYERS = [("dense_enc", 2304, 4), ("dense_dec", 2, 1568)]
+KERNEL_PRESET = ("conv", 2)  # the per-kernel table times this preset's layers
 TRAIN_CONFIGS = [("conv", 2), ("conv", 32), ("mlp", 20)]
 TRAIN_COLUMNS = ["numpy", "numba", "numba_default_env", "torch"]
-TRAIN_BATCHES = [32, 128]
 
 
-def conv_macs(kind, c_in, c_out, size, stride, padding, output_padding, k=3):
+def traced_layers(preset, latent):
+    """Build ``preset`` and pass one image through it: (model, [(part, layer, input shape per image)])."""
+    import numpy as np
+
+    import tinyvae
+
+    model = tinyvae.build_vae(preset, rng=np.random.default_rng(0), latent_dim=latent)
+    traced = []
+    with tinyvae.use_backend("numpy"):
+        for part, x in (("encoder", np.zeros((1, *model.input_shape), model.dtype)),
+                        ("decoder", np.zeros((1, latent), model.dtype))):  # fmt: skip
+            for layer in getattr(model, part).layers:
+                traced.append((part, layer, x.shape[1:]))
+                x = layer.forward(x)
+    return model, traced
+
+
+def layer_macs(layer, in_shape):
     """Multiply-adds of one forward pass per image (a ConvTranspose2D counts its input pixels)."""
-    if kind == "conv":
-        out = (size + 2 * padding - k) // stride + 1
-        return out * out * c_out * c_in * k * k
-    return size * size * c_in * c_out * k * k
+    kind = type(layer).__name__
+    if kind == "Dense":
+        return layer.in_features * layer.out_features
+    if kind in ("Conv2D", "ConvTranspose2D"):
+        kH, kW = layer.kernel_size
+        pixels = layer.output_shape((1, *in_shape))[2:] if kind == "Conv2D" else in_shape[1:]
+        return pixels[0] * pixels[1] * layer.in_channels * layer.out_channels * kH * kW
+    return 0
 
 
 def model_flops(preset, latent, batch):
     """Nominal FLOPs of one training step: 3 x the forward FLOPs (forward, input grads, weight
     grads) of the conv and dense layers, 2 FLOPs per multiply-add. Elementwise work not counted."""
-    if preset == "conv":
-        macs = sum(conv_macs(*layer[1:]) for layer in CONV_LAYERS) + 2304 * 2 * latent + latent * 1568
-    else:
-        hidden = 500
-        macs = 784 * hidden + hidden * 2 * latent + latent * hidden + hidden * 784
-    return 3 * 2 * macs * batch
+    _, traced = traced_layers(preset, latent)
+    return 3 * 2 * batch * sum(layer_macs(layer, shape) for _, layer, shape in traced)
 
 
 # ----------------------------------------------------------------------------------------
@@ -117,48 +124,58 @@ def system_info():
 def worker_peak(args):
     import numpy as np
 
-    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    n = args.peak_size
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     times = measure(lambda: a @ a, args.repeats, 1, 2)
-    return {"numpy": np.__version__, "matmul_2048_times": times, "flops": 2 * 2048**3}
+    return {"numpy": np.__version__, "matmul_times": times, "size": n, "flops": 2 * n**3}
 
 
-def _kernel_cases(k, np):
+def _kernel_cases(k, np, batch):
     """(name, pass, flops, thunk) for every kernel measured, on fixed random inputs."""
     rng = np.random.default_rng(0)
 
     def randn(*shape):
         return rng.standard_normal(shape).astype(np.float32)
 
-    cases = []
-    for name, kind, c_in, c_out, size, s, p, op in CONV_LAYERS:
-        x = randn(BATCH, c_in, size, size)
-        flops = 2 * BATCH * conv_macs(kind, c_in, c_out, size, s, p, op)
-        if kind == "conv":
-            w, b = randn(c_out, c_in, 3, 3), randn(c_out)
-            out = k.conv2d_forward(x, w, b, (s, s), (p, p))
-            dout = randn(*out.shape)
-            cases.append((name, "forward", flops, lambda x=x, w=w, b=b, s=s, p=p: k.conv2d_forward(x, w, b, (s, s), (p, p))))
-            cases.append((name, "backward", 2 * flops, lambda d=dout, x=x, w=w, s=s, p=p: k.conv2d_backward(d, x, w, (s, s), (p, p))))
+    model, traced = traced_layers(*KERNEL_PRESET)
+    cases, counts, relu_shape = [], {}, (0,)
+    for part, layer, shape in traced:
+        kind = type(layer).__name__
+        if kind == "ReLU" and np.prod(shape) > np.prod(relu_shape):
+            relu_shape = shape  # the largest activation
+        if kind not in ("Conv2D", "ConvTranspose2D", "Dense"):
+            continue
+        counts[kind] = counts.get(kind, 0) + 1
+        name = {"Conv2D": "conv", "ConvTranspose2D": "convT"}.get(kind, "dense_") + (
+            part[:3] if kind == "Dense" else str(counts[kind])
+        )
+        x, w, b = randn(batch, *shape), randn(*layer.params["weight"].shape), randn(*layer.params["bias"].shape)
+        flops = 2 * batch * layer_macs(layer, shape)
+        if kind == "Conv2D":
+            s, p = layer.stride, layer.padding
+            fwd = lambda x=x, w=w, b=b, s=s, p=p: k.conv2d_forward(x, w, b, s, p)  # noqa: E731
+            bwd = lambda d, x=x, w=w, s=s, p=p: k.conv2d_backward(d, x, w, s, p)  # noqa: E731
+        elif kind == "ConvTranspose2D":
+            s, p, op = layer.stride, layer.padding, layer.output_padding
+            fwd = lambda x=x, w=w, b=b, s=s, p=p, op=op: k.conv_transpose2d_forward(x, w, b, s, p, op)  # noqa: E731
+            bwd = lambda d, x=x, w=w, s=s, p=p: k.conv_transpose2d_backward(d, x, w, s, p)  # noqa: E731
         else:
-            w, b = randn(c_in, c_out, 3, 3), randn(c_out)
-            fwd = lambda x=x, w=w, b=b, s=s, p=p, op=op: k.conv_transpose2d_forward(x, w, b, (s, s), (p, p), (op, op))  # noqa: E731
-            dout = randn(*fwd().shape)
-            cases.append((name, "forward", flops, fwd))
-            cases.append((name, "backward", 2 * flops, lambda d=dout, x=x, w=w, s=s, p=p: k.conv_transpose2d_backward(d, x, w, (s, s), (p, p))))
-    for name, n_in, n_out in DENSE_LAYERS:
-        x, w, b, dout = randn(BATCH, n_in), randn(n_in, n_out), randn(n_out), randn(BATCH, n_out)
-        flops = 2 * BATCH * n_in * n_out
-        cases.append((name, "forward", flops, lambda x=x, w=w, b=b: k.dense_forward(x, w, b)))
-        cases.append((name, "backward", 2 * flops, lambda d=dout, x=x, w=w: k.dense_backward(d, x, w)))
-    if hasattr(k, "relu_forward"):
-        h, dh = randn(BATCH, 32, 28, 28), randn(BATCH, 32, 28, 28)
-        y = k.relu_forward(h)
-        cases.append(("relu (N,32,28,28)", "forward", 0, lambda: k.relu_forward(h)))
-        cases.append(("relu (N,32,28,28)", "backward", 0, lambda: k.relu_backward(dh, y)))
-    logits, target = randn(BATCH, 1, 28, 28), (rng.random((BATCH, 1, 28, 28)) < 0.3).astype(np.float32)
+            fwd = lambda x=x, w=w, b=b: k.dense_forward(x, w, b)  # noqa: E731
+            bwd = lambda d, x=x, w=w: k.dense_backward(d, x, w)  # noqa: E731
+        dout = randn(*fwd().shape)
+        cases.append((name, "forward", flops, fwd))
+        cases.append((name, "backward", 2 * flops, lambda bwd=bwd, d=dout: bwd(d)))
+    h, dh = randn(batch, *relu_shape), randn(batch, *relu_shape)
+    y = k.relu_forward(h)
+    relu_name = f"relu (N,{','.join(map(str, relu_shape))})"
+    cases.append((relu_name, "forward", 0, lambda: k.relu_forward(h)))
+    cases.append((relu_name, "backward", 0, lambda: k.relu_backward(dh, y)))
+    logits = randn(batch, *model.input_shape)
+    target = (rng.random((batch, *model.input_shape)) < 0.3).astype(np.float32)
     cases.append(("bernoulli_nll", "loss+grad", 0, lambda: k.bernoulli_nll(logits, target)))
-    hidden, eps, dz = randn(BATCH, 4), randn(BATCH, 2), randn(BATCH, 2)
-    mu, logvar = hidden[:, :2], hidden[:, 2:]
+    L = model.latent_dim
+    hidden, eps, dz = randn(batch, 2 * L), randn(batch, L), randn(batch, L)
+    mu, logvar = hidden[:, :L], hidden[:, L:]
 
     def latent():
         k.reparameterize(mu, logvar, eps)
@@ -166,16 +183,13 @@ def _kernel_cases(k, np):
         k.reparameterize_backward(dz, logvar, eps)
 
     cases.append(("reparam + KL", "fwd+bwd", 0, latent))
-    import tinyvae
-
-    model = tinyvae.conv_vae(2, rng=np.random.default_rng(0))
     state = {key: (value, randn(*value.shape), np.zeros_like(value), np.zeros_like(value)) for key, value in model.params.items()}
 
     def adam():
         for param, grad, m, v in state.values():
             k.adam_update(param, grad, m, v, 1e-3, 0.9, 0.999, 1e-8, 1)
 
-    cases.append(("adam (conv preset)", "step", 0, adam))
+    cases.append((f"adam ({KERNEL_PRESET[0]} preset)", "step", 0, adam))
     return cases
 
 
@@ -187,7 +201,7 @@ def worker_kernels(args):
     tinyvae.set_backend(args.backend)
     k = tinyvae.backend.kernels()
     results = []
-    for name, pass_, flops, thunk in _kernel_cases(k, np):
+    for name, pass_, flops, thunk in _kernel_cases(k, np, args.batch):
         times = measure(thunk, args.repeats, args.inner, args.warmup)
         results.append({"kernel": name, "pass": pass_, "flops": flops, "times": times})
     return {"backend": args.backend, "kernels": results, **_backend_info(args.backend)}
@@ -204,9 +218,9 @@ def _backend_info(backend):
     return info
 
 
-def _batches(np, batch, n=4):
+def _batches(np, batch, input_shape, n=4):
     rng = np.random.default_rng(1)
-    return [(rng.random((batch, 1, 28, 28)) < 0.3).astype(np.float32) for _ in range(n)]
+    return [(rng.random((batch, *input_shape)) < 0.3).astype(np.float32) for _ in range(n)]
 
 
 def worker_train(args):
@@ -217,11 +231,11 @@ def worker_train(args):
     tinyvae.set_backend(args.backend)
     results = []
     for preset, latent in TRAIN_CONFIGS:
-        for batch in TRAIN_BATCHES:
+        for batch in args.train_batches:
             rng = np.random.default_rng(0)
             model = tinyvae.build_vae(preset, rng=rng, latent_dim=latent)
             optimizer = tinyvae.Adam(model.params, lr=1e-3)
-            data, i = _batches(np, batch), [0]
+            data, i = _batches(np, batch, model.input_shape), [0]
 
             def step():
                 model.loss_and_grads(data[i[0] % len(data)], rng=rng)
@@ -234,21 +248,27 @@ def worker_train(args):
 
 
 def _torch_vae(torch, preset, latent):
+    """The same architecture in torch.nn, translated layer by layer from the built preset."""
     nn = torch.nn
-    if preset == "conv":
-        encoder = nn.Sequential(
-            nn.Conv2d(1, 32, 3, 2), nn.ReLU(), nn.Conv2d(32, 64, 3, 2), nn.ReLU(), nn.Flatten(), nn.Linear(2304, 2 * latent)
-        )
-        decoder = nn.Sequential(
-            nn.Linear(latent, 1568), nn.ReLU(), nn.Unflatten(1, (32, 7, 7)),
-            nn.ConvTranspose2d(32, 64, 3, 2, 1, 1), nn.ReLU(),
-            nn.ConvTranspose2d(64, 32, 3, 2, 1, 1), nn.ReLU(),
-            nn.ConvTranspose2d(32, 1, 3, 1, 1),
-        )  # fmt: skip
-    else:
-        encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 500), nn.Tanh(), nn.Linear(500, 2 * latent))
-        decoder = nn.Sequential(nn.Linear(latent, 500), nn.Tanh(), nn.Linear(500, 784), nn.Unflatten(1, (1, 28, 28)))
-    return encoder, decoder
+
+    def translate(layer):
+        kind, c = type(layer).__name__, layer.config()
+        if kind == "Conv2D":
+            return nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"], c["padding"])
+        if kind == "ConvTranspose2D":
+            return nn.ConvTranspose2d(
+                c["in_channels"], c["out_channels"], c["kernel_size"], c["stride"], c["padding"], c["output_padding"]
+            )
+        if kind == "Dense":
+            return nn.Linear(c["in_features"], c["out_features"])
+        if kind == "Reshape":
+            return nn.Unflatten(1, tuple(c["shape"]))
+        return {"ReLU": nn.ReLU, "Tanh": nn.Tanh, "Flatten": nn.Flatten, "Sigmoid": nn.Sigmoid}[kind]()
+
+    model, _ = traced_layers(preset, latent)
+    encoder = nn.Sequential(*(translate(layer) for layer in model.encoder.layers))
+    decoder = nn.Sequential(*(translate(layer) for layer in model.decoder.layers))
+    return encoder, decoder, model.input_shape
 
 
 def worker_torch(args):
@@ -260,10 +280,10 @@ def worker_torch(args):
     functional = torch.nn.functional
     results = []
     for preset, latent in TRAIN_CONFIGS:
-        for batch in TRAIN_BATCHES:
-            encoder, decoder = _torch_vae(torch, preset, latent)
+        for batch in args.train_batches:
+            encoder, decoder, input_shape = _torch_vae(torch, preset, latent)
             optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
-            data, i = [torch.from_numpy(x) for x in _batches(np, batch)], [0]
+            data, i = [torch.from_numpy(x) for x in _batches(np, batch, input_shape)], [0]
 
             def step():
                 x = data[i[0] % len(data)]
@@ -271,7 +291,7 @@ def worker_torch(args):
                 h = encoder(x)
                 mu, logvar = h[:, :latent], h[:, latent:]
                 z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-                rec = functional.binary_cross_entropy_with_logits(decoder(z), x, reduction="none").sum(dim=(1, 2, 3))
+                rec = functional.binary_cross_entropy_with_logits(decoder(z), x, reduction="none").flatten(1).sum(dim=1)
                 kl = -0.5 * (1 + logvar - mu * mu - logvar.exp()).sum(dim=1)
                 loss = (rec + kl).mean()
                 optimizer.zero_grad(set_to_none=True)
@@ -299,6 +319,8 @@ def run_worker(role, args, backend=None, blas_env=True):
     command = [sys.executable, __file__, "--worker", role, "--threads", str(args.threads)]
     command += ["--repeats", str(args.repeats_per_round), "--inner", str(args.inner), "--steps", str(args.steps)]
     command += ["--warmup", str(args.warmup)] + (["--backend", backend] if backend else [])
+    command += ["--batch", str(args.batch), "--peak-size", str(args.peak_size), "--train-batches"]
+    command += [str(b) for b in args.train_batches]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark worker {role} {backend or ''} failed:\n{done.stderr}")
@@ -335,7 +357,7 @@ def collect(args):
 
 def summarize(rounds, args, have_torch):
     """Pool every round's repeats and take medians."""
-    peak_times = [t for run in rounds["peak"] for t in run["matmul_2048_times"]]
+    peak_times = [t for run in rounds["peak"] for t in run["matmul_times"]]
     peak = rounds["peak"][0]["flops"] / median(peak_times) / 1e9
     kernels = []
     first = {b: rounds["kernels"][b][0] for b in ("numpy", "numba")}
@@ -370,6 +392,8 @@ def summarize(rounds, args, have_torch):
         "repeats_per_round": args.repeats_per_round,
         "steps_per_repeat": args.steps,
         "calls_per_repeat": args.inner,
+        "kernel_batch": args.batch,
+        "peak_matmul_size": args.peak_size,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     return {"system": info, "peak_gflops": peak, "kernels": kernels, "train": train}
@@ -380,9 +404,10 @@ def print_report(result):
     torch_note = f", PyTorch {info['torch']} ({info['torch_threads']} threads)" if info["torch"] else ", PyTorch not installed"
     print(f"\nCPU: {info['cpu']} ({info['logical_cpus']} logical CPUs); {info['threads']} threads each")
     print(f"NumPy {info['numpy']}, Numba {info['numba']} ({info['numba_threads']} threads, {info['numba_threading_layer']} layer){torch_note}")
-    print(f"Practical peak (float32 2048x2048 matmul): {peak:.0f} GFLOP/s")
+    n = info["peak_matmul_size"]
+    print(f"Practical peak (float32 {n}x{n} matmul): {peak:.0f} GFLOP/s")
     print(f"Medians of {info['rounds']} x {info['repeats_per_round']} repeats, after warm-up.\n")
-    print(f"Kernels, float32, batch {BATCH}, conv preset layers (MNIST size):")
+    print(f"Kernels, float32, batch {info['kernel_batch']}, {KERNEL_PRESET[0]} preset layers (latent {KERNEL_PRESET[1]}):")
     print(f"{'kernel':20s} {'pass':10s} {'NumPy ms':>9s} {'Numba ms':>9s} {'speedup':>8s} {'NumPy GF/s':>11s} {'Numba GF/s':>11s}")
     for row in result["kernels"]:
         gf = [f"{row['flops'] / row[f'{b}_ms'] / 1e6:11.1f}" if row["flops"] else f"{'':11s}" for b in ("numpy", "numba")]
@@ -424,7 +449,7 @@ def plot(result, path):
     left.invert_yaxis()
     left.set_xscale("log")
     left.set_xlabel("ms per call (median, log scale)")
-    left.set_title(f"Kernels, float32, batch {BATCH}")
+    left.set_title(f"Kernels, float32, batch {result['system']['kernel_batch']}")
     left.legend()
     train = result["train"]
     backends = [b for b in TRAIN_COLUMNS if f"{b}_img_s" in train[0]]
@@ -447,7 +472,7 @@ def plot(result, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few repeats and one round: a smoke test, not a measurement")
+    parser.add_argument("--quick", action="store_true", help="tiny batches, one repeat, one round: a smoke test, not a measurement")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per figure, over all rounds (default 15; quick 3)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds over the backends (default 3; quick 1)")
     parser.add_argument("--threads", type=int, default=2, help="threads for BLAS, Numba and PyTorch alike (default 2)")
@@ -459,16 +484,22 @@ def main(argv=None):
     parser.add_argument("--inner", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--train-batches", type=int, nargs="+", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--peak-size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
         return
     args.rounds = args.rounds or (1 if args.quick else 3)
-    args.repeats = args.repeats or (3 if args.quick else 15)
+    args.repeats = args.repeats or (1 if args.quick else 15)
     args.repeats_per_round = max(1, -(-args.repeats // args.rounds))
-    args.inner = args.inner or (2 if args.quick else 5)
+    args.inner = args.inner or (1 if args.quick else 5)
     args.steps = args.steps or (1 if args.quick else 3)
-    args.warmup = args.warmup or (2 if args.quick else 3)
+    args.warmup = args.warmup or (1 if args.quick else 3)
+    args.batch = args.batch or (4 if args.quick else 128)
+    args.train_batches = args.train_batches or ([4] if args.quick else [32, 128])
+    args.peak_size = args.peak_size or (256 if args.quick else 2048)
     result = collect(args)
     print_report(result)
     args.out.mkdir(parents=True, exist_ok=True)

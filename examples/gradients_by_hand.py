@@ -3,7 +3,7 @@
     python examples/gradients_by_hand.py
 
 The model: a 4-pixel binary image, a 1-dimensional latent, Dense layers in float64, a fixed
-seed and a fixed eps. The backward pass below is the one in ``VAE.loss_and_grads``, written
+seed and a fixed eps. The backward pass below is ``tinyvae.objectives.negative_elbo``'s, written
 out step by step. Every gradient it produces is printed next to a central-difference
 estimate of the same derivative (``tinyvae.gradcheck``), with their relative error.
 docs/backprop-through-sampling.md derives each formula.
@@ -13,7 +13,7 @@ import numpy as np
 
 from tinyvae import VAE, Dense, Sequential, Tanh
 from tinyvae.gradcheck import numerical_gradient, relative_error
-from tinyvae.losses import bernoulli_nll, kl_normal_standard
+from tinyvae.distributions import bernoulli_nll, kl_normal_standard
 
 SEED = 0
 X = np.array([[1.0, 0.0, 1.0, 1.0]])  # one image of 4 binary pixels, (N=1, D=4)
@@ -62,23 +62,20 @@ def main():
     model = build_model()
     x, eps = X, EPS
 
-    # Forward, as in VAE.loss_and_grads.
+    # Forward, as in tinyvae.objectives.negative_elbo.
     mu, logvar = model.encode(x)  # (1, 1) each
     mu, logvar = mu.copy(), logvar.copy()  # copies of views into h: nudging one must not move the other
-    z = model.sampler.forward(mu, logvar, eps=eps)  # (1, 1): z = mu + exp(logvar / 2) eps
+    z = model.posterior.rsample(mu, logvar, eps=eps)  # (1, 1): z = mu + exp(logvar / 2) eps
     logits = model.decode(z)  # (1, 4)
     rec, dlogits = bernoulli_nll(logits, x)  # (1,), (1, 4)
     kl, dmu_kl, dlogvar_kl = kl_normal_standard(mu, logvar)  # (1,), (1, 1), (1, 1)
 
     # Backward: the same path in reverse; the KL is a second path into mu and logvar.
     dz = model.decoder.backward(dlogits)  # (1, 1)
-    dmu_z, dlogvar_z = model.sampler.backward(dz)  # (1, 1) each
+    dmu_z, dlogvar_z = model.posterior.rsample_backward(dz)  # (1, 1) each
     dmu, dlogvar = dmu_z + dmu_kl, dlogvar_z + dlogvar_kl
-    model.encoder.backward(np.concatenate([dmu, dlogvar], axis=1))  # (1, 2)
-    hand = {
-        **{f"encoder.{k}": v for k, v in model.encoder.grads.items()},
-        **{f"decoder.{k}": v for k, v in model.decoder.grads.items()},
-    }
+    model.encoder.backward(model.posterior.join(dmu, dlogvar))  # dh = [dmu | dlogvar], (1, 2)
+    hand = model.grads  # every parameter's gradient, "encoder.0.weight", ...
 
     print("Forward")
     show("x", x)
@@ -101,7 +98,7 @@ def main():
         return float(bernoulli_nll(model.decode(z), x)[0].mean())
 
     def reconstruction_from_mu_logvar():  # the path through z only
-        return float(bernoulli_nll(model.decode(model.sampler.forward(mu, logvar, eps=eps)), x)[0].mean())
+        return float(bernoulli_nll(model.decode(model.posterior.rsample(mu, logvar, eps=eps)), x)[0].mean())
 
     def kl_from_mu_logvar():  # the analytic KL path only
         return float(kl_normal_standard(mu, logvar)[0].mean())

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tinyvae import VAE, Conv2D, ConvTranspose2D, Dense, Flatten, LeakyReLU, ReLU, Reparameterize, Reshape
-from tinyvae import Sequential, Sigmoid, Tanh, bernoulli_nll, gaussian_nll, kl_normal_standard
+from tinyvae import VAE, Bernoulli, Concat, Conv2D, ConvTranspose2D, Dense, DiagonalGaussian, Flatten, Gaussian
+from tinyvae import LeakyReLU, ReLU, Reparameterize, Reshape, Sequential, Sigmoid, Split, Tanh
+from tinyvae import bernoulli_nll, gaussian_nll, kl_normal_standard
 from tinyvae.gradcheck import numerical_gradient, relative_error
 
 TOL = 1e-6  # float64 central differences with h = 1e-6 are good to ~1e-8 here
@@ -143,6 +144,81 @@ def test_gaussian_gradients(n, d, sigma, seed):
         return float(np.mean(gaussian_nll(mean, x, sigma)[0]))
 
     assert relative_error(dmean, numerical_gradient(loss, mean)) < TOL
+
+
+@pytest.mark.parametrize("likelihood", [Bernoulli(), Gaussian(0.7)], ids=repr)
+@given(n=st.integers(1, 4), d=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_likelihood_gradients(backend, likelihood, n, d, seed):
+    """nll(params, x) returns the gradient of the batch-mean nll w.r.t. the decoder's output."""
+    rng = np.random.default_rng(seed)
+    params, x = 3.0 * rng.standard_normal((n, 2, d)), rng.random((n, 2, d))
+    _, dparams = likelihood.nll(params, x)
+
+    def loss():
+        return float(np.mean(likelihood.nll(params, x)[0]))
+
+    assert relative_error(dparams, numerical_gradient(loss, params)) < TOL
+
+
+sizes = st.lists(st.integers(1, 4), min_size=1, max_size=3)
+trailing_shapes = st.sampled_from([(), (2, 3)])  # (N, D) feature vectors and (N, C, H, W) channels
+
+
+@given(n=st.integers(1, 3), sizes=sizes, trailing=trailing_shapes, seed=st.integers(0, 2**16))
+def test_concat_gradients(n, sizes, trailing, seed):
+    rng = np.random.default_rng(seed)
+    parts = [rng.standard_normal((n, d, *trailing)) for d in sizes]
+    layer = Concat()
+    G = rng.standard_normal(layer.forward(parts).shape)
+    dparts = layer.backward(G)
+
+    def loss():
+        return float(np.sum(layer.forward(parts) * G))
+
+    assert len(dparts) == len(parts)
+    for part, dpart in zip(parts, dparts):
+        assert dpart.shape == part.shape
+        assert relative_error(dpart, numerical_gradient(loss, part)) < TOL
+
+
+@given(n=st.integers(1, 3), sizes=sizes, trailing=trailing_shapes, seed=st.integers(0, 2**16))
+def test_split_gradients(n, sizes, trailing, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, sum(sizes), *trailing))
+    layer = Split(*sizes)
+    Gs = [rng.standard_normal(part.shape) for part in layer.forward(x)]
+    dx = layer.backward(Gs)
+
+    def loss():
+        return float(sum(np.sum(part * G) for part, G in zip(layer.forward(x), Gs)))
+
+    assert dx.shape == x.shape
+    assert relative_error(dx, numerical_gradient(loss, x)) < TOL
+
+
+@given(
+    n=st.integers(1, 3), latent=st.integers(1, 4), sample_shape=st.sampled_from([(), (1,), (3,), (2, 2)]),
+    beta=st.sampled_from([1.0, 0.5]), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_posterior_gradients_with_sample_axes(backend, n, latent, sample_shape, beta, seed):
+    """h = [mu | logvar] -> z (S..., N, L) and KL: dh through split, reparameterization and KL."""
+    rng = np.random.default_rng(seed)
+    posterior = DiagonalGaussian(latent)
+    h = rng.standard_normal((n, 2 * latent))
+    eps = rng.standard_normal((*sample_shape, n, latent))
+    G = rng.standard_normal(eps.shape)
+
+    def loss():  # sum(z * G) + beta * mean KL
+        mu, logvar = posterior.split(h)
+        z = posterior.rsample(mu, logvar, eps=eps)
+        return float(np.sum(z * G) + beta * np.mean(posterior.kl(mu, logvar)[0]))
+
+    mu, logvar = posterior.split(h)
+    assert posterior.rsample(mu, logvar, eps=eps).shape == eps.shape
+    dmu, dlogvar = posterior.rsample_backward(G)
+    _, dmu_kl, dlogvar_kl = posterior.kl(mu, logvar)
+    dh = posterior.join(dmu + beta * dmu_kl, dlogvar + beta * dlogvar_kl)
+    assert relative_error(dh, numerical_gradient(loss, h)) < TOL
 
 
 def tiny_conv_vae(rng, likelihood):

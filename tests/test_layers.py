@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from tinyvae import Conv2D, ConvTranspose2D, Dense, Flatten, ReLU, Reparameterize, Reshape, Sequential
+from tinyvae import Concat, Conv2D, ConvTranspose2D, Dense, Flatten, ReLU, Reparameterize, Reshape, Sequential, Split
 
 
 @given(
@@ -127,9 +127,9 @@ def test_reparameterize_requires_an_explicit_generator_and_checks_shapes():
     mu = np.zeros((2, 3), np.float32)
     with pytest.raises(ValueError, match="numpy.random.Generator"):
         layer.forward(mu, mu)
-    with pytest.raises(ValueError, match=r"Reparameterize.*\(N, latent_dim\)"):
+    with pytest.raises(ValueError, match=r"Reparameterize: expected mu and logvar of one shape \(N, latent_dim\)"):
         layer.forward(mu, np.zeros((2, 4), np.float32), rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match="eps of shape"):
+    with pytest.raises(ValueError, match=r"eps of shape \(\.\.\., 2, 3\)"):
         layer.forward(mu, mu, eps=np.zeros((2, 2), np.float32))
 
 
@@ -137,3 +137,91 @@ def test_reparameterize_uses_mu_and_sigma():
     mu, logvar = np.array([[1.0, -2.0]]), np.log(np.array([[4.0, 0.25]]))
     z = Reparameterize().forward(mu, logvar, eps=np.array([[1.0, 2.0]]))
     np.testing.assert_allclose(z, [[1.0 + 2.0 * 1.0, -2.0 + 0.5 * 2.0]])
+
+
+def test_reparameterize_draws_leading_sample_axes():
+    mu, logvar = np.array([[1.0, -2.0]]), np.log(np.array([[4.0, 0.25]]))
+    layer = Reparameterize()
+    z = layer.forward(mu, logvar, rng=np.random.default_rng(0), sample_shape=(5, 3))
+    assert z.shape == (5, 3, 1, 2)
+    np.testing.assert_allclose((z - mu) / np.exp(0.5 * logvar), layer.eps)
+    dmu, dlogvar = layer.backward(np.ones_like(z))
+    np.testing.assert_allclose(dmu, [[15.0, 15.0]])  # summed over the 15 samples
+
+
+# -- constructor arguments: a ValueError naming the layer and the argument --------------------
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda rng: Conv2D(1, 2, 3.0, rng=rng), r"Conv2D: kernel_size must be an int or a pair of ints >= 1, got 3.0"),
+        (lambda rng: Conv2D(1, 0, 3, rng=rng), r"Conv2D: out_channels must be an int >= 1, got 0"),
+        (lambda rng: Conv2D(1.5, 2, 3, rng=rng), r"Conv2D: in_channels must be an int >= 1, got 1.5"),
+        (lambda rng: Conv2D(1, 2, 3, rng=rng, stride=0), r"Conv2D: stride must be .* >= 1, got 0"),
+        (lambda rng: Conv2D(1, 2, 3, rng=rng, padding=-1), r"Conv2D: padding must be .* >= 0, got -1"),
+        (lambda rng: ConvTranspose2D(1, 2, (3, -3), rng=rng), r"ConvTranspose2D: kernel_size must be .* >= 1, got -3"),
+        (lambda rng: ConvTranspose2D(1, 2, 3, rng=rng, output_padding=-1), r"ConvTranspose2D: output_padding .*>= 0"),
+        (lambda rng: Dense(4, -2, rng=rng), r"Dense: out_features must be an int >= 1, got -2"),
+        (lambda rng: Dense(True, 2, rng=rng), r"Dense: in_features must be an int >= 1, got True"),
+        (lambda rng: Dense(4, 2, rng=0), r"Dense: rng must be a numpy.random.Generator .*got int"),
+        (lambda rng: Conv2D(1, 2, 3, rng=np.random.RandomState(0)), r"Conv2D: rng must be a numpy.random.Generator"),
+        (lambda rng: Dense(4, 2, rng=rng, dtype=np.float16), r"Dense: dtype must be float32 or float64, got <class"),
+        (lambda rng: Conv2D(1, 2, 3, rng=rng, dtype=np.int32), r"Conv2D: dtype must be float32 or float64"),
+        (lambda rng: Reshape(1, 0, 28), r"Reshape: shape must be an int >= 1, got 0"),
+        (lambda rng: Split(2, 0), r"Split: sizes must be an int >= 1, got 0"),
+    ],
+)
+def test_bad_constructor_arguments_name_the_layer_and_the_argument(build, message):
+    with pytest.raises(ValueError, match=message):
+        build(np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (Conv2D(1, 2, 3, rng=np.random.default_rng(0)), (0, 1, 8, 8)),
+        (ConvTranspose2D(1, 2, 3, rng=np.random.default_rng(0)), (0, 1, 4, 4)),
+        (Dense(4, 2, rng=np.random.default_rng(0)), (0, 4)),
+        (ReLU(), (0, 3)),
+        (Flatten(), (0, 2, 2)),
+        (Split(1, 1), (0, 2)),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, tuple) else "",
+)
+def test_an_empty_batch_is_one_clear_error_on_every_backend(backend, layer, shape):
+    with pytest.raises(ValueError, match=rf"{type(layer).__name__}.*expected a batch of at least one example"):
+        layer.forward(np.zeros(shape, np.float32))
+
+
+# -- Concat and Split ---------------------------------------------------------------------
+
+
+def test_concat_joins_a_feature_vector_and_a_label():
+    features, labels = np.ones((3, 4)), np.eye(3)
+    layer = Concat()
+    out = layer.forward([features, labels])  # (3, 4 + 3)
+    np.testing.assert_array_equal(out, np.concatenate([features, labels], axis=1))
+    dfeatures, dlabels = layer.backward(np.arange(21.0).reshape(3, 7))
+    np.testing.assert_array_equal(dlabels, np.arange(21.0).reshape(3, 7)[:, 4:])
+    with pytest.raises(ValueError, match=r"Concat.*differing only in axis 1"):
+        layer.forward([features, np.ones((2, 3))])
+
+
+def test_split_is_concat_backwards():
+    layer = Split(2, 3)
+    mu, logvar = layer.forward(np.arange(10.0).reshape(2, 5))
+    assert mu.shape == (2, 2) and logvar.shape == (2, 3)
+    np.testing.assert_array_equal(layer.backward([mu, logvar]), np.arange(10.0).reshape(2, 5))
+    with pytest.raises(ValueError, match=r"Split\(sizes=\[2, 3\]\): expected an array of shape \(N, 5, \.\.\.\)"):
+        layer.forward(np.zeros((2, 4)))
+
+
+def test_sequential_names_parameters_by_index_and_shares_them():
+    rng = np.random.default_rng(0)
+    model = Sequential(Dense(4, 3, rng=rng), ReLU(), Dense(3, 2, rng=rng))
+    assert list(model.params) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    model.params["2.bias"][...] = 5.0
+    np.testing.assert_array_equal(model[2].params["bias"], [5.0, 5.0])
+    with pytest.raises(ValueError, match="Sequential: layer 1 must be a tinyvae Module"):
+        Sequential(Dense(4, 3, rng=rng), np.tanh)

@@ -71,3 +71,26 @@ def test_losses_refuse_mismatched_inputs():
         kl_normal_standard(a, np.zeros((3, 3)))
     with pytest.raises(ValueError, match="sigma must be > 0"):
         gaussian_nll(a, a, sigma=0.0)
+
+
+@pytest.mark.parametrize("low, high", [(0.0, 255.0), (-0.5, 1.0)])
+def test_bernoulli_nll_refuses_targets_outside_0_1(backend, low, high):
+    x = np.array([[low, high]], np.float32)
+    with pytest.raises(ValueError, match=r"bernoulli_nll: targets x must lie in \[0, 1\].*255.*Gaussian"):
+        bernoulli_nll(np.zeros_like(x), x)
+
+
+@pytest.mark.parametrize("latent, finite", [(2, True), (5, False)])
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_kl_overflows_at_the_same_place_on_every_backend(backend, latent, finite):
+    """mu = 0, logvar = 88 (float32): each exp(88) = 1.7e38 fits, their sum over 2 latents fits, over 5 not."""
+    mu, logvar = np.zeros((3, latent), np.float32), np.full((3, latent), 88.0, np.float32)
+    kl, _, _ = kl_normal_standard(mu, logvar)
+    assert kl.dtype == np.float32 and bool(np.all(np.isfinite(kl))) is finite
+
+
+def test_losses_refuse_an_empty_batch(backend):
+    empty = np.zeros((0, 3))
+    for loss in (bernoulli_nll, gaussian_nll, kl_normal_standard):
+        with pytest.raises(ValueError, match=rf"{loss.__name__}: expected a batch of at least one example"):
+            loss(empty, empty)

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+import tinyvae
 from tinyvae import SGD, VAE, Adam, NonFiniteLossError, build_vae, conv_vae, mlp_vae, train
+from tinyvae.objectives import elbo, iwae_bound
 
 
 def binary_batch(rng, n, shape=(1, 28, 28)):
@@ -66,17 +68,17 @@ def test_iwae_bound_is_exact_when_the_posterior_is_the_prior():
     model.params["encoder.3.weight"][...] = 0  # mu = logvar = 0: q is the prior
     model.params["decoder.0.weight"][...] = 0  # the decoder's output no longer depends on z
     x = (rng.random((5, 1, 28, 28)) < 0.3).astype(np.float64)
-    log_px = -model.reconstruction_nll(model.decode(np.zeros((5, 3))), x)[0]
-    np.testing.assert_allclose(model.iwae_bound(x, k=7, rng=rng), log_px, rtol=1e-12)
-    np.testing.assert_allclose(model.elbo(x, rng), log_px, rtol=1e-12)
+    log_px = -model.likelihood.nll(model.decode(np.zeros((5, 3))), x)[0]
+    np.testing.assert_allclose(iwae_bound(model, x, k=7, rng=rng), log_px, rtol=1e-12)
+    np.testing.assert_allclose(elbo(model, x, rng), log_px, rtol=1e-12)
 
 
 def test_iwae_bound_is_at_least_the_elbo_on_average():
     rng = np.random.default_rng(1)
     model = mlp_vae(2, hidden=16, rng=rng, dtype=np.float64)
     x = (rng.random((20, 1, 28, 28)) < 0.3).astype(np.float64)
-    elbo = np.mean([model.elbo(x, rng).mean() for _ in range(20)])
-    assert model.iwae_bound(x, k=64, rng=rng).mean() > elbo
+    one_sample = np.mean([elbo(model, x, rng).mean() for _ in range(20)])
+    assert iwae_bound(model, x, k=64, rng=rng).mean() > one_sample
 
 
 def test_adam_matches_a_hand_computed_first_step():
@@ -135,7 +137,7 @@ def test_training_stops_on_nan_without_updating():
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_training_stops_on_inf_input():
     rng = np.random.default_rng(0)
-    model = mlp_vae(2, hidden=8, rng=rng)
+    model = mlp_vae(2, hidden=8, rng=rng, likelihood="gaussian")  # Bernoulli refuses x outside [0, 1] earlier
     images = binary_batch(rng, 8)
     images[3, 0, 0, 0] = np.inf
     with pytest.raises(NonFiniteLossError, match="loss term"):
@@ -166,3 +168,136 @@ def test_state_dict_round_trip_and_mismatch():
         b.load_state_dict({**a.state_dict(), "decoder.0.weight": np.zeros((3, 8), np.float32)})
     with pytest.raises(ValueError, match="missing keys"):
         VAE.load_state_dict(b, {})
+
+
+# -- presets: input shape, config, rebuilding ---------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["conv", "mlp"])
+@pytest.mark.parametrize("input_shape", [(3, 32, 32), (2, 8, 12)])
+def test_presets_take_any_input_shape(backend, preset, input_shape):
+    rng = np.random.default_rng(0)
+    model = build_vae(preset, rng=rng, latent_dim=3, input_shape=input_shape)
+    x = binary_batch(rng, 2, input_shape)
+    assert model.input_shape == input_shape
+    assert model.reconstruct(x).shape == x.shape and model.sample(2, rng).shape == x.shape
+    assert np.isfinite(model.loss_and_grads(x, rng=rng)["loss"])
+
+
+def test_conv_preset_refuses_sizes_it_cannot_decode_back():
+    with pytest.raises(ValueError, match=r"conv_vae: height and width must be multiples of 4"):
+        conv_vae(2, input_shape=(1, 30, 28), rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("preset", ["conv", "mlp"])
+def test_config_rebuilds_the_same_architecture(preset):
+    model = build_vae(preset, rng=np.random.default_rng(0), latent_dim=3, input_shape=(3, 16, 20), dtype=np.float64)
+    config = model.config()
+    assert config["preset"] == preset
+    rebuilt = build_vae(**config, rng=np.random.default_rng(1))
+    assert rebuilt.architecture() == model.architecture() and rebuilt.dtype == np.float64
+
+
+def test_presets_default_latent_dims():
+    rng = np.random.default_rng(0)
+    assert conv_vae(rng=rng).latent_dim == 2 and mlp_vae(rng=rng).latent_dim == 20
+
+
+# -- the model is a module: named parameters, modes, state ----------------------------------
+
+
+def test_model_is_a_module_with_encoder_and_decoder_children():
+    model = mlp_vae(2, hidden=8, rng=np.random.default_rng(0))
+    assert isinstance(model, tinyvae.Module)
+    assert list(model.params) == [f"{part}.{i}.{k}" for part, ids in (("encoder", (1, 3)), ("decoder", (0, 2)))
+                                  for i in ids for k in ("weight", "bias")]  # fmt: skip
+    assert model.params["encoder.1.weight"] is model.encoder[1].params["weight"]  # shared, not copied
+    assert model.training and model.encoder[1].training
+    model.eval()
+    assert not model.training and not model.decoder[2].training
+    model.train()
+    assert model.decoder[2].training
+
+
+def test_state_dict_holds_buffers_and_the_optimizer_never_sees_them():
+    class Scaled(tinyvae.Dense):  # a layer with saved, never-optimized state
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._buffers = {"count": np.zeros(1)}
+
+    rng = np.random.default_rng(0)
+    model = VAE(tinyvae.Sequential(Scaled(4, 2, rng=rng)), tinyvae.Sequential(tinyvae.Dense(1, 4, rng=rng)), 1, (4,))
+    assert list(model.buffers) == ["encoder.0.count"] and "encoder.0.count" not in model.params
+    state = model.state_dict()
+    assert set(state) == {*model.params, "encoder.0.count"}
+    state["encoder.0.count"][...] = 7
+    model.load_state_dict(state)
+    assert model.buffers["encoder.0.count"][0] == 7
+    with pytest.raises(ValueError, match=r"missing keys \['encoder.0.count'\]"):
+        model.load_state_dict(dict(model.params))
+
+
+def test_the_package_reaches_its_submodules():
+    assert callable(tinyvae.datasets.load_mnist) and callable(tinyvae.gradcheck.numerical_gradient)
+    assert callable(tinyvae.checkpoint.save_checkpoint) and callable(tinyvae.evaluate.mean_elbo)
+    assert callable(tinyvae.objectives.negative_elbo) and callable(tinyvae.distributions.DiagonalGaussian)
+
+
+# -- bad arguments: a ValueError naming the function and the argument ------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 2.5}, r"train: batch_size must be an int >= 1, got 2.5"),
+        ({"batch_size": 0}, r"train: batch_size must be an int >= 1, got 0"),
+        ({"epochs": 1.5}, r"train: epochs must be an int >= 0, got 1.5"),
+        ({"rng": 0}, r"train: rng must be a numpy.random.Generator"),
+    ],
+)
+def test_train_refuses_bad_arguments(kwargs, message):
+    rng = np.random.default_rng(0)
+    model = mlp_vae(2, hidden=8, rng=rng)
+    arguments = {"epochs": 1, "batch_size": 4, "rng": rng, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        train(model, Adam(model.params), binary_batch(rng, 8), **arguments)
+
+
+def test_empty_batches_are_refused_on_every_backend(backend):
+    rng = np.random.default_rng(0)
+    model = conv_vae(2, rng=rng)
+    empty = np.zeros((0, 1, 28, 28), np.float32)
+    with pytest.raises(ValueError, match=r"train: images: expected a batch of at least one example"):
+        train(model, Adam(model.params), empty, epochs=1, batch_size=4, rng=rng)
+    with pytest.raises(ValueError, match=r"VAE: expected a batch of at least one example"):
+        model.loss_and_grads(empty, rng=rng)
+
+
+def test_bernoulli_model_refuses_unscaled_pixels():
+    rng = np.random.default_rng(0)
+    model = mlp_vae(2, hidden=8, rng=rng)
+    pixels = np.full((4, 1, 28, 28), 255.0, np.float32)
+    with pytest.raises(ValueError, match=r"targets x must lie in \[0, 1\].*divide 8-bit pixels by 255.*gaussian"):
+        train(model, Adam(model.params), pixels, epochs=1, batch_size=4, rng=rng)
+
+
+@pytest.mark.parametrize("latent, finite", [(2, True), (5, False)])
+@pytest.mark.filterwarnings("ignore:invalid value encountered", "ignore:overflow encountered")
+def test_the_non_finite_stop_fires_alike_on_every_backend(backend, latent, finite):
+    """logvar = 88: exp(88) = 1.7e38 fits float32, the KL of 2 such latents (1.7e38) too, of 5 (4.1e38) not.
+
+    The KL's sum must overflow at the same place on every backend (it once did in float32 on
+    NumPy and in float64 on Numba), so the NaN/Inf stop fires alike.
+    """
+    rng = np.random.default_rng(0)
+    model = mlp_vae(latent, hidden=8, rng=rng)
+    model.params["encoder.3.weight"][...] = 0
+    model.params["encoder.3.bias"][...] = [0] * latent + [88] * latent  # mu = 0, logvar = 88
+    images = binary_batch(rng, 4)
+    expected_kl = 0.5 * latent * (np.exp(88.0) - 1 - 88)
+    if finite:
+        history = train(model, SGD(model.params, lr=1e-30), images, epochs=1, batch_size=4, rng=rng)
+        assert history[0]["kl"] == pytest.approx(expected_kl, rel=1e-5)
+    else:
+        with pytest.raises(NonFiniteLossError, match="the loss term 'kl' is inf"):
+            train(model, SGD(model.params, lr=1e-30), images, epochs=1, batch_size=4, rng=rng)

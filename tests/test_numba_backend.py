@@ -6,7 +6,9 @@ accumulators round differently from NumPy's pairwise float32 sums).
 """
 
 import inspect
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 import tinyvae
 import tinyvae.backend
 import tinyvae.kernels_numpy as ref
+from tinyvae import geometry
 
 numba_kernels = pytest.importorskip("tinyvae.kernels_numba", reason="numba not installed")
 
@@ -49,7 +52,7 @@ def conv_cases(draw):
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     H = draw(st.integers(max(1, kH - 2 * ph), 10))
     W = draw(st.integers(max(1, kW - 2 * pw), 10))
-    Ho, Wo = ref.conv_output_size(H, kH, sh, ph), ref.conv_output_size(W, kW, sw, pw)
+    Ho, Wo = geometry.conv_output_size(H, kH, sh, ph), geometry.conv_output_size(W, kW, sw, pw)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     weight = rng.standard_normal((F, C, kH, kW)).astype(dtype)
@@ -68,12 +71,12 @@ def conv_transpose_cases(draw):
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     oph, opw = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
     H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
-    Ho = ref.conv_transpose_output_size(H, kH, sh, ph, oph)
-    Wo = ref.conv_transpose_output_size(W, kW, sw, pw, opw)
+    Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
+    Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
     if min(Ho, Wo) < 1:
         H, W, ph, pw = H + 2, W + 2, 0, 0
-        Ho = ref.conv_transpose_output_size(H, kH, sh, ph, oph)
-        Wo = ref.conv_transpose_output_size(W, kW, sw, pw, opw)
+        Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
+        Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C_in, H, W)).astype(dtype)
     weight = rng.standard_normal((C_in, C_out, kH, kW)).astype(dtype)
@@ -87,18 +90,45 @@ def conv_transpose_cases(draw):
 # --------------------------------------------------------------------------------------
 
 
-def public_functions(module):
-    return {
-        name: f
-        for name, f in vars(module).items()
-        if inspect.isfunction(f) and not name.startswith("_") and f.__module__ == module.__name__
-    }
+@pytest.mark.parametrize("module", [ref, numba_kernels], ids=["numpy", "numba"])
+def test_each_backend_implements_the_interface_with_the_reference_signatures(module):
+    for name in tinyvae.backend.KERNELS:
+        assert inspect.isfunction(getattr(module, name, None)), f"{module.__name__} lacks {name}"
+        assert inspect.signature(getattr(module, name)) == inspect.signature(getattr(ref, name)), name
 
 
-def test_numba_backend_has_every_reference_kernel_with_the_same_signature():
-    for name, f in public_functions(ref).items():
-        assert hasattr(numba_kernels, name), f"kernels_numba lacks {name}"
-        assert inspect.signature(getattr(numba_kernels, name)) == inspect.signature(f), name
+def test_layers_reach_kernels_only_through_the_backend_switch():
+    root = Path(tinyvae.__file__).parent
+    for path in root.glob("*.py"):
+        if path.name not in ("backend.py", "kernels_numpy.py", "kernels_numba.py"):
+            imports = re.findall(r"^\s*(?:from|import) .*$", path.read_text(), re.M)
+            assert not [line for line in imports if "kernels_n" in line], f"{path.name} imports a backend module"
+
+
+def test_auto_is_numba_when_importable_else_numpy(monkeypatch):
+    monkeypatch.setattr(tinyvae.backend, "_active_name", None)
+    monkeypatch.setattr(tinyvae.backend, "_active_module", None)
+    tinyvae.set_backend("auto")
+    assert tinyvae.get_backend() == "numba"  # the concrete name
+    monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
+    tinyvae.set_backend("auto")
+    assert tinyvae.get_backend() == "numpy" and tinyvae.backend.kernels() is ref
+
+
+@pytest.mark.parametrize("env, expected", [(None, "numba"), ("numpy", "numpy"), ("auto", "numba")])
+def test_the_default_backend_follows_tinyvae_backend(monkeypatch, env, expected):
+    monkeypatch.setattr(tinyvae.backend, "_active_name", None)
+    monkeypatch.setattr(tinyvae.backend, "_active_module", None)
+    if env is None:
+        monkeypatch.delenv("TINYVAE_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("TINYVAE_BACKEND", env)
+    assert tinyvae.get_backend() == expected
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"unknown backend 'cuda'; expected one of \('numpy', 'numba', 'auto'\)"):
+        tinyvae.set_backend("cuda")
 
 
 def test_set_backend_numba_without_numba_is_a_clear_import_error(monkeypatch):
@@ -142,28 +172,34 @@ def test_conv_transpose2d_matches_numpy(case, chunk, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_preset_layers_match_numpy(dtype):
-    """The layer shapes of the conv preset (batch 8), chunked over the batch as in training."""
+    """Every conv layer of the built conv preset (batch 8, its own shapes), chunked over the batch as in training."""
     rng = np.random.default_rng(0)
-    layers = [  # (kind, C_in, C_out, size, stride, padding, output_padding)
-        ("conv", 1, 32, 28, 2, 0, 0), ("conv", 32, 64, 13, 2, 0, 0),
-        ("convT", 32, 64, 7, 2, 1, 1), ("convT", 64, 32, 14, 2, 1, 1), ("convT", 32, 1, 28, 1, 1, 0),
-    ]  # fmt: skip
-    for kind, c_in, c_out, size, s, p, op in layers:
-        x = rng.standard_normal((8, c_in, size, size)).astype(dtype)
-        if kind == "conv":
-            w, b = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
-            out = ref.conv2d_forward(x, w, b, (s, s), (p, p))
+    model = tinyvae.conv_vae(2, rng=rng, dtype=dtype)
+    inputs = []  # (layer, its input) as the preset passes a batch through
+    with tinyvae.use_backend("numpy"):
+        for sequential, x in ((model.encoder, rng.random((8, *model.input_shape)).astype(dtype)),
+                              (model.decoder, rng.standard_normal((8, 2)).astype(dtype))):  # fmt: skip
+            for layer in sequential.layers:
+                inputs.append((layer, x))
+                x = layer.forward(x)
+    convs = [(layer, x) for layer, x in inputs if isinstance(layer, (tinyvae.Conv2D, tinyvae.ConvTranspose2D))]
+    assert len(convs) == 5
+    for layer, x in convs:
+        w, b = rng.standard_normal(layer.params["weight"].shape).astype(dtype), rng.standard_normal(layer.out_channels).astype(dtype)
+        s, p = layer.stride, layer.padding
+        if isinstance(layer, tinyvae.Conv2D):
+            out = ref.conv2d_forward(x, w, b, s, p)
             dout = rng.standard_normal(out.shape).astype(dtype)
-            assert_close(numba_kernels.conv2d_forward(x, w, b, (s, s), (p, p)), out, dtype)
-            expected = ref.conv2d_backward(dout, x, w, (s, s), (p, p))
-            assert_all_close(numba_kernels.conv2d_backward(dout, x, w, (s, s), (p, p)), expected, dtype)
+            assert_close(numba_kernels.conv2d_forward(x, w, b, s, p), out, dtype)
+            expected = ref.conv2d_backward(dout, x, w, s, p)
+            assert_all_close(numba_kernels.conv2d_backward(dout, x, w, s, p), expected, dtype)
         else:
-            w, b = rng.standard_normal((c_in, c_out, 3, 3)).astype(dtype), rng.standard_normal(c_out).astype(dtype)
-            out = ref.conv_transpose2d_forward(x, w, b, (s, s), (p, p), (op, op))
+            op = layer.output_padding
+            out = ref.conv_transpose2d_forward(x, w, b, s, p, op)
             dout = rng.standard_normal(out.shape).astype(dtype)
-            assert_close(numba_kernels.conv_transpose2d_forward(x, w, b, (s, s), (p, p), (op, op)), out, dtype)
-            expected = ref.conv_transpose2d_backward(dout, x, w, (s, s), (p, p))
-            assert_all_close(numba_kernels.conv_transpose2d_backward(dout, x, w, (s, s), (p, p)), expected, dtype)
+            assert_close(numba_kernels.conv_transpose2d_forward(x, w, b, s, p, op), out, dtype)
+            expected = ref.conv_transpose2d_backward(dout, x, w, s, p)
+            assert_all_close(numba_kernels.conv_transpose2d_backward(dout, x, w, s, p), expected, dtype)
 
 
 def test_non_contiguous_inputs_are_accepted():

@@ -7,22 +7,24 @@
 
 import numpy as np
 
+from .module import check_int
+from .objectives import elbo, iwae_bound
+
 
 def _batches(x, batch_size):
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = check_int(batch_size, "batch_size", "evaluate", 1)
     for start in range(0, x.shape[0], batch_size):
         yield x[start : start + batch_size]
 
 
 def mean_elbo(model, x, rng, batch_size=500):
-    """Mean over x (N, ...) of the one-sample ELBO per example (model.elbo), in nats."""
-    return float(np.concatenate([model.elbo(b, rng) for b in _batches(x, batch_size)]).mean())
+    """Mean over x (N, ...) of the one-sample ELBO per example (objectives.elbo), in nats."""
+    return float(np.concatenate([elbo(model, b, rng) for b in _batches(x, batch_size)]).mean())
 
 
 def mean_iwae_bound(model, x, k, rng, batch_size=250):
     """Mean over x (N, ...) of the k-sample importance-weighted bound on log p(x), in nats."""
-    return float(np.concatenate([model.iwae_bound(b, k, rng) for b in _batches(x, batch_size)]).mean())
+    return float(np.concatenate([iwae_bound(model, b, k, rng) for b in _batches(x, batch_size)]).mean())
 
 
 def latent_means(model, x, batch_size=500):

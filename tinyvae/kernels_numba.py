@@ -34,9 +34,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from numba import njit, prange  # noqa: E402
 
 from . import kernels_numpy as _reference
-
-# The reference's geometry helpers complete the interface unchanged (the layers use the sizes).
-from .kernels_numpy import col2im, conv_output_size, conv_transpose_output_size, im2col  # noqa: F401
+from .geometry import conv_output_size, conv_transpose_output_size
 
 # Re-association (to vectorize reductions) and FMA contraction; NaN/Inf semantics kept.
 _FASTMATH = {"reassoc", "contract"}
@@ -349,7 +347,7 @@ def _bilinear_grads(g, x, weight, stride, padding, wrt):
 
 
 def conv2d_forward(x, weight, bias, stride, padding):
-    """out[n, f] = sum_c x[n, c] (cross-correlated with) weight[f, c] + bias[f]."""
+    """:func:`tinyvae.kernels_numpy.conv2d_forward`, as one pitched im2col + BLAS product per chunk."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     _, _, H, W = x.shape  # (N, C_in, H, W)
     _, _, kH, kW = weight.shape  # (C_out, C_in, kH, kW)
@@ -359,13 +357,13 @@ def conv2d_forward(x, weight, bias, stride, padding):
 
 
 def conv2d_backward(dout, x, weight, stride, padding):
-    """dx = correlate^T(dout, W), dweight = dout (x) patches of x, dbias = sum of dout."""
+    """:func:`tinyvae.kernels_numpy.conv2d_backward` (the formulas are there)."""
     dout, x, weight = np.ascontiguousarray(dout), np.ascontiguousarray(x), np.ascontiguousarray(weight)
     return _bilinear_grads(dout, x, weight, stride, padding, wrt="x")
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
-    """out = correlate^T(x, W) + bias: Conv2D's input gradient with ``weight`` read as a Conv2D weight."""
+    """:func:`tinyvae.kernels_numpy.conv_transpose2d_forward`: Conv2D's input gradient, as :func:`_correlate_adjoint`."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     _, _, H, W = x.shape  # (N, C_in, H, W)
     _, _, kH, kW = weight.shape  # (C_in, C_out, kH, kW)
@@ -375,7 +373,7 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
 
 
 def conv_transpose2d_backward(dout, x, weight, stride, padding):
-    """dx = correlate(dout, W), dweight = x (x) patches of dout, dbias = sum of dout."""
+    """:func:`tinyvae.kernels_numpy.conv_transpose2d_backward` (the formulas are there)."""
     dout, x, weight = np.ascontiguousarray(dout), np.ascontiguousarray(x), np.ascontiguousarray(weight)
     return _bilinear_grads(x, dout, weight, stride, padding, wrt="g")
 
@@ -412,12 +410,12 @@ def _relu_backward(dout, out):
 
 
 def relu_forward(x):
-    """out = max(x, 0), NaN kept."""
+    """:func:`tinyvae.kernels_numpy.relu_forward`, one parallel pass."""
     return _relu_forward(np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
 
 
 def relu_backward(dout, out):
-    """dx = dout where out > 0, else 0 (out = relu(x) is > 0 exactly where x > 0)."""
+    """:func:`tinyvae.kernels_numpy.relu_backward`, one parallel pass."""
     flat = _relu_backward(np.ascontiguousarray(dout).reshape(-1), np.ascontiguousarray(out).reshape(-1))
     return flat.reshape(dout.shape)
 
@@ -438,7 +436,7 @@ def _reparameterize(mu, logvar, eps):
 
 
 def reparameterize(mu, logvar, eps):
-    """z = mu + exp(logvar / 2) * eps."""
+    """:func:`tinyvae.kernels_numpy.reparameterize`, one fused pass."""
     return _reparameterize(np.ascontiguousarray(mu), np.ascontiguousarray(logvar), np.ascontiguousarray(eps))
 
 
@@ -453,7 +451,7 @@ def _reparameterize_dlogvar(dz, logvar, eps):
 
 
 def reparameterize_backward(dz, logvar, eps):
-    """dmu = dz; dlogvar = dz * eps * exp(logvar / 2) / 2 (since dz/dlogvar = sigma * eps / 2)."""
+    """:func:`tinyvae.kernels_numpy.reparameterize_backward`, one fused pass."""
     arrays = (np.ascontiguousarray(a) for a in (dz, logvar, eps))
     return dz, _reparameterize_dlogvar(*arrays)
 
@@ -477,11 +475,7 @@ def _kl_divergence(mu, logvar):
 
 
 def kl_divergence(mu, logvar):
-    """KL(N(mu, exp(logvar)) || N(0, I)) per example, and the gradient of its batch mean.
-
-    kl = -1/2 sum(1 + logvar - mu^2 - exp(logvar));
-    dkl/dmu = mu, dkl/dlogvar = (exp(logvar) - 1) / 2, each divided by N for the mean.
-    """
+    """:func:`tinyvae.kernels_numpy.kl_divergence`, one fused pass (the sum in float64, as there)."""
     return _kl_divergence(np.ascontiguousarray(mu), np.ascontiguousarray(logvar))
 
 
@@ -506,12 +500,11 @@ def _bernoulli_nll(logits, x, e, log1p_e):
 
 
 def bernoulli_nll(logits, x):
-    """-log p(x | logits) per example for Bernoulli pixels, and the gradient of its batch mean.
+    """:func:`tinyvae.kernels_numpy.bernoulli_nll` (the formulas are there).
 
-    nll = sum(max(l, 0) - x l + log1p(exp(-|l|))) (no overflow, no log(0));
-    dnll/dl = sigmoid(l) - x. The two transcendental passes stay NumPy's (its SIMD exp and
-    log1p beat Numba's scalar calls, measured 2.5x); the rest is one fused pass, one row per
-    thread, each row's sum accumulated in float64.
+    The two transcendental passes stay NumPy's (its SIMD exp and log1p beat Numba's scalar
+    calls, measured 2.5x); the rest is one fused pass, one row per thread, each row's sum
+    accumulated in float64.
     """
     N = logits.shape[0]
     flat_l, flat_x = np.ascontiguousarray(logits).reshape(N, -1), np.ascontiguousarray(x).reshape(N, -1)
@@ -541,10 +534,8 @@ ADAM_PARALLEL_SIZE = 1 << 16  # below this many entries a thread hand-off costs 
 
 
 def adam_update(param, grad, m, v, lr, beta1, beta2, eps, step):
-    """One bias-corrected Adam step, in place on ``param``, ``m`` and ``v``, in one pass.
+    """:func:`tinyvae.kernels_numpy.adam_update` in one pass, in place on ``param``, ``m`` and ``v``.
 
-    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
-    param <- param - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
     The scalars are rounded to the parameters' dtype first, as NumPy does.
     """
     if not (param.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):

@@ -13,6 +13,8 @@ Conventions: images are NCHW; ``Conv2D`` weights are (C_out, C_in, kH, kW) and
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .geometry import conv_output_size, conv_transpose_output_size
+
 # --------------------------------------------------------------------------------------
 # im2col / col2im: a convolution as one matrix product
 # --------------------------------------------------------------------------------------
@@ -64,16 +66,6 @@ def _crop(x_padded, padding):
     ph, pw = padding
     H, W = x_padded.shape[2] - 2 * ph, x_padded.shape[3] - 2 * pw
     return x_padded[:, :, ph : ph + H, pw : pw + W]
-
-
-def conv_output_size(size, kernel, stride, padding):
-    """Output length of a convolution along one axis: floor((size + 2p - k) / s) + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def conv_transpose_output_size(size, kernel, stride, padding, output_padding):
-    """Output length of a transposed convolution: (size - 1) s - 2p + k + output_padding."""
-    return (size - 1) * stride - 2 * padding + kernel + output_padding
 
 
 # --------------------------------------------------------------------------------------
@@ -202,8 +194,11 @@ def kl_divergence(mu, logvar):
     kl = -1/2 sum(1 + logvar - mu^2 - exp(logvar));
     dkl/dmu = mu, dkl/dlogvar = (exp(logvar) - 1) / 2, each divided by N for the mean.
     """
-    var = np.exp(logvar)
-    kl = -0.5 * np.sum(1.0 + logvar - mu * mu - var, axis=1)  # (N,)
+    var = np.exp(logvar)  # (N, L)
+    # the sum in float64 (mu^2 and exp(logvar) in the inputs' dtype), so that it overflows to inf
+    # exactly when the float64 result does not fit the dtype, on every backend
+    terms = 1.0 + logvar.astype(np.float64) - (mu * mu).astype(np.float64) - var  # (N, L) float64
+    kl = (-0.5 * np.sum(terms, axis=1)).astype(mu.dtype)  # (N,)
     scale = 1.0 / mu.shape[0]
     return kl, mu * scale, (0.5 * scale) * (var - 1.0)
 

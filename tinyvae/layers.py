@@ -1,80 +1,35 @@
 """Layers with a hand-written backward pass.
 
-Every layer has ``forward(x)``, which caches what its backward needs, and
-``backward(dout) -> dx``, which also *overwrites* ``layer.grads`` (same keys as
-``layer.params``). Parameters are created in ``__init__`` from an explicit
-``numpy.random.Generator``. Heavy lifting goes through :func:`tinyvae.backend.kernels`.
+Every layer is a :class:`tinyvae.module.Module` with ``forward(x)``, which caches what its
+backward needs, and ``backward(dout) -> dx``, which also *overwrites* the layer's gradients
+(``layer.grads``, same keys as ``layer.params``). Parameters are created in ``__init__``
+from an explicit ``numpy.random.Generator``. Heavy lifting goes through
+:func:`tinyvae.backend.kernels`; each gradient's formula is stated once, in the docstring of
+the reference kernel in :mod:`tinyvae.kernels_numpy` that the backward calls.
 """
 
 import numpy as np
 
 from .backend import kernels
-from .kernels_numpy import conv_output_size, conv_transpose_output_size
-
-
-def _pair(value, name, layer):
-    """Normalize an int or a pair of ints to a tuple (height, width)."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
-        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
-    return tuple(int(v) for v in pair)
-
-
-class Layer:
-    """Base class: no parameters, identity shape checks."""
-
-    def __init__(self):
-        self.params = {}
-        self.grads = {}
-        self._out_shape = None
-
-    @property
-    def dtype(self):
-        first = next(iter(self.params.values()), None)
-        return None if first is None else first.dtype
-
-    def config(self):
-        """The constructor arguments, as plain JSON values (used for reprs and checkpoints)."""
-        return {}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
-
-    # -- input checks shared by every layer ----------------------------------------------
-    def _check_input(self, x, ndim, what):
-        if not isinstance(x, np.ndarray):
-            raise ValueError(f"{self!r}: expected a numpy array {what}, got {type(x).__name__}")
-        if x.ndim != ndim:
-            raise ValueError(f"{self!r}: expected input of shape {what}, got shape {x.shape}")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"{self!r}: expected floating-point input, got dtype {x.dtype}")
-        if self.dtype is not None and x.dtype != self.dtype:
-            raise ValueError(
-                f"{self!r}: expected {self.dtype} input (the parameters' dtype), got {x.dtype}; "
-                f"convert with x.astype(np.{self.dtype})"
-            )
-
-    def _check_dout(self, dout):
-        if self._out_shape is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
-        if dout.shape != self._out_shape:
-            raise ValueError(f"{self!r}: expected dout of shape {self._out_shape}, got {dout.shape}")
-
+from .geometry import conv_output_size, conv_transpose_output_size
+from .module import Module, check_batch, check_dtype, check_int, check_pair, check_rng
 
 # --------------------------------------------------------------------------------------
 # Parametric layers
 # --------------------------------------------------------------------------------------
 
 
-class Dense(Layer):
+class Dense(Module):
     """y = x W + b with W shaped (in_features, out_features). Glorot-uniform init, zero bias."""
 
     def __init__(self, in_features, out_features, rng, dtype=np.float32):
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = check_int(in_features, "in_features", "Dense", 1)
+        self.out_features = check_int(out_features, "out_features", "Dense", 1)
+        check_rng(rng, "Dense")
+        dtype = check_dtype(dtype, "Dense")
         limit = np.sqrt(6.0 / (in_features + out_features))
-        self.params = {
+        self._params = {
             "weight": rng.uniform(-limit, limit, size=(in_features, out_features)).astype(dtype),
             "bias": np.zeros(out_features, dtype=dtype),
         }
@@ -87,34 +42,39 @@ class Dense(Layer):
         if x.shape[1] != self.in_features:
             raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}), got {x.shape}")
         self._x = x  # (N, in), cached: dW = x^T dout
-        out = kernels().dense_forward(x, self.params["weight"], self.params["bias"])  # (N, out)
+        out = kernels().dense_forward(x, self._params["weight"], self._params["bias"])  # (N, out)
         self._out_shape = out.shape
         return out
 
     def backward(self, dout):
-        """dout (N, out) -> dx (N, in): dx = dout W^T;  dW = x^T dout (in, out);  db = sum_n dout (out,)."""
+        """dout (N, out) -> dx (N, in); the formulas: :func:`tinyvae.kernels_numpy.dense_backward`."""
         self._check_dout(dout)
-        dx, dweight, dbias = kernels().dense_backward(dout, self._x, self.params["weight"])
-        self.grads = {"weight": dweight, "bias": dbias}
+        dx, dweight, dbias = kernels().dense_backward(dout, self._x, self._params["weight"])
+        self._grads = {"weight": dweight, "bias": dbias}
         return dx  # (N, in)
 
 
-class Conv2D(Layer):
-    """2-D cross-correlation over NCHW input; weight (C_out, C_in, kH, kW). He-normal init."""
+class _Conv(Module):
+    """What Conv2D and ConvTranspose2D share: argument checks, He-normal init, config, input checks.
 
-    def __init__(self, in_channels, out_channels, kernel_size, rng, stride=1, padding=0, dtype=np.float32):
+    ``weight_shape`` is (C_out, C_in, kH, kW) for Conv2D and (C_in, C_out, kH, kW) for
+    ConvTranspose2D, as in PyTorch; ``fan_in`` is the number of inputs summed per output.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, rng, stride, padding, dtype):
         super().__init__()
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D")
-        self.stride = _pair(stride, "stride", "Conv2D")
-        self.padding = _pair(padding, "padding", "Conv2D")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"{self!r}: kernel_size and stride must be >= 1 and padding >= 0")
-        kH, kW = self.kernel_size
-        fan_in = in_channels * kH * kW
-        self.params = {
-            "weight": (rng.standard_normal((out_channels, in_channels, kH, kW)) * np.sqrt(2.0 / fan_in)).astype(dtype),
-            "bias": np.zeros(out_channels, dtype=dtype),
+        name = type(self).__name__
+        self.in_channels = check_int(in_channels, "in_channels", name, 1)
+        self.out_channels = check_int(out_channels, "out_channels", name, 1)
+        self.kernel_size = check_pair(kernel_size, "kernel_size", name, 1)
+        self.stride = check_pair(stride, "stride", name, 1)
+        self.padding = check_pair(padding, "padding", name, 0)
+        check_rng(rng, name)
+        dtype = check_dtype(dtype, name)
+        weight_shape, fan_in = self._weight_shape_and_fan_in()
+        self._params = {
+            "weight": (rng.standard_normal(weight_shape) * np.sqrt(2.0 / fan_in)).astype(dtype),
+            "bias": np.zeros(self.out_channels, dtype=dtype),
         }
 
     def config(self):
@@ -125,6 +85,24 @@ class Conv2D(Layer):
             "stride": list(self.stride),
             "padding": list(self.padding),
         }
+
+    def _check_conv_input(self, x):
+        self._check_input(x, 4, f"(N, {self.in_channels}, H, W)")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r}: expected {self.in_channels} input channels (N, C, H, W), got shape {x.shape}")
+        if min(self.output_shape(x.shape)[2:]) < 1:
+            raise ValueError(f"{self!r}: input of spatial size {x.shape[2:]} is smaller than the kernel needs: no output pixel")
+
+
+class Conv2D(_Conv):
+    """2-D cross-correlation over NCHW input; weight (C_out, C_in, kH, kW). He-normal init."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, rng, stride=1, padding=0, dtype=np.float32):
+        super().__init__(in_channels, out_channels, kernel_size, rng, stride, padding, dtype)
+
+    def _weight_shape_and_fan_in(self):
+        kH, kW = self.kernel_size
+        return (self.out_channels, self.in_channels, kH, kW), self.in_channels * kH * kW
 
     def output_shape(self, input_shape):
         """(N, C_out, Ho, Wo) for an (N, C_in, H, W) input; Ho = floor((H + 2p - k) / s) + 1."""
@@ -134,30 +112,21 @@ class Conv2D(Layer):
         return (N, self.out_channels, Ho, Wo)
 
     def forward(self, x):
-        self._check_input(x, 4, f"(N, {self.in_channels}, H, W)")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{self!r}: expected {self.in_channels} input channels (N, C, H, W), got shape {x.shape}")
-        out_shape = self.output_shape(x.shape)
-        if min(out_shape[2:]) < 1:
-            raise ValueError(f"{self!r}: input of spatial size {x.shape[2:]} is smaller than the kernel")
+        self._check_conv_input(x)
         self._x = x  # (N, C_in, H, W)
-        out = kernels().conv2d_forward(x, self.params["weight"], self.params["bias"], self.stride, self.padding)
+        out = kernels().conv2d_forward(x, self._params["weight"], self._params["bias"], self.stride, self.padding)
         self._out_shape = out.shape  # (N, C_out, Ho, Wo)
         return out
 
     def backward(self, dout):
-        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W).
-
-        dW[f, c] = sum_n x[n, c] * dout[n, f] (as a correlation), i.e. dout_rows^T @ im2col(x);
-        db[f] = sum dout[:, f]; dx = col2im(dout_rows @ W), the transposed convolution of dout.
-        """
+        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W); the formulas: :func:`tinyvae.kernels_numpy.conv2d_backward`."""
         self._check_dout(dout)
-        dx, dweight, dbias = kernels().conv2d_backward(dout, self._x, self.params["weight"], self.stride, self.padding)
-        self.grads = {"weight": dweight, "bias": dbias}
+        dx, dweight, dbias = kernels().conv2d_backward(dout, self._x, self._params["weight"], self.stride, self.padding)
+        self._grads = {"weight": dweight, "bias": dbias}
         return dx  # (N, C_in, H, W)
 
 
-class ConvTranspose2D(Layer):
+class ConvTranspose2D(_Conv):
     """Transposed convolution (the adjoint of Conv2D); weight (C_in, C_out, kH, kW).
 
     Output size, as in PyTorch: Ho = (H - 1) s - 2p + kH + output_padding.
@@ -166,32 +135,18 @@ class ConvTranspose2D(Layer):
     def __init__(
         self, in_channels, out_channels, kernel_size, rng, stride=1, padding=0, output_padding=0, dtype=np.float32
     ):
-        super().__init__()
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = _pair(kernel_size, "kernel_size", "ConvTranspose2D")
-        self.stride = _pair(stride, "stride", "ConvTranspose2D")
-        self.padding = _pair(padding, "padding", "ConvTranspose2D")
-        self.output_padding = _pair(output_padding, "output_padding", "ConvTranspose2D")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"{self!r}: kernel_size and stride must be >= 1 and padding >= 0")
-        if not all(0 <= op < s for op, s in zip(self.output_padding, self.stride)):
+        super().__init__(in_channels, out_channels, kernel_size, rng, stride, padding, dtype)
+        self.output_padding = check_pair(output_padding, "output_padding", "ConvTranspose2D", 0)
+        if not all(op < s for op, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"{self!r}: output_padding must be >= 0 and smaller than stride")
+
+    def _weight_shape_and_fan_in(self):
         kH, kW = self.kernel_size
-        fan_in = in_channels * kH * kW // (self.stride[0] * self.stride[1]) or 1
-        self.params = {
-            "weight": (rng.standard_normal((in_channels, out_channels, kH, kW)) * np.sqrt(2.0 / fan_in)).astype(dtype),
-            "bias": np.zeros(out_channels, dtype=dtype),
-        }
+        fan_in = self.in_channels * kH * kW // (self.stride[0] * self.stride[1]) or 1
+        return (self.in_channels, self.out_channels, kH, kW), fan_in
 
     def config(self):
-        return {
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "kernel_size": list(self.kernel_size),
-            "stride": list(self.stride),
-            "padding": list(self.padding),
-            "output_padding": list(self.output_padding),
-        }
+        return {**super().config(), "output_padding": list(self.output_padding)}
 
     def output_shape(self, input_shape):
         N, _, H, W = input_shape
@@ -200,26 +155,21 @@ class ConvTranspose2D(Layer):
         return (N, self.out_channels, Ho, Wo)
 
     def forward(self, x):
-        self._check_input(x, 4, f"(N, {self.in_channels}, H, W)")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{self!r}: expected {self.in_channels} input channels (N, C, H, W), got shape {x.shape}")
-        if min(self.output_shape(x.shape)[2:]) < 1:
-            raise ValueError(f"{self!r}: padding {self.padding} leaves no output for input size {x.shape[2:]}")
+        self._check_conv_input(x)
         self._x = x  # (N, C_in, H, W)
         out = kernels().conv_transpose2d_forward(
-            x, self.params["weight"], self.params["bias"], self.stride, self.padding, self.output_padding
+            x, self._params["weight"], self._params["bias"], self.stride, self.padding, self.output_padding
         )
         self._out_shape = out.shape  # (N, C_out, Ho, Wo)
         return out
 
     def backward(self, dout):
-        """dx = conv2d(dout, W) (Conv2D's forward is this layer's adjoint);
-        dW[ci, co] = sum_n x[n, ci] * dout[n, co] (as a correlation); db[co] = sum dout[:, co]."""
+        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W); the formulas: :func:`tinyvae.kernels_numpy.conv_transpose2d_backward`."""
         self._check_dout(dout)
         dx, dweight, dbias = kernels().conv_transpose2d_backward(
-            dout, self._x, self.params["weight"], self.stride, self.padding
+            dout, self._x, self._params["weight"], self.stride, self.padding
         )
-        self.grads = {"weight": dweight, "bias": dbias}
+        self._grads = {"weight": dweight, "bias": dbias}
         return dx  # (N, C_in, H, W)
 
 
@@ -228,10 +178,14 @@ class ConvTranspose2D(Layer):
 # --------------------------------------------------------------------------------------
 
 
-class _Elementwise(Layer):
+class _Elementwise(Module):
+    """ReLU has a backend kernel (it runs on the conv preset's largest activations); the
+    others are one NumPy expression each, with their formula in their backward's docstring."""
+
     def _check(self, x):
         if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"{self!r}: expected a floating-point numpy array, got {getattr(x, 'dtype', type(x))}")
+        check_batch(x, repr(self))
 
     def _remember_shape(self, out):
         self._out_shape = out.shape
@@ -245,7 +199,7 @@ class ReLU(_Elementwise):
         return self._remember_shape(self._out)
 
     def backward(self, dout):
-        """dx = dout where x > 0 (where the output is > 0), else 0."""
+        """dout -> dx, any shape; the formula: :func:`tinyvae.kernels_numpy.relu_backward`."""
         self._check_dout(dout)
         return kernels().relu_backward(dout, self._out)
 
@@ -298,12 +252,13 @@ class Tanh(_Elementwise):
 # --------------------------------------------------------------------------------------
 
 
-class Flatten(Layer):
+class Flatten(Module):
     """(N, d1, d2, ...) -> (N, d1*d2*...)."""
 
     def forward(self, x):
         if not isinstance(x, np.ndarray) or x.ndim < 2:
             raise ValueError(f"{self!r}: expected an array of shape (N, ...), got {getattr(x, 'shape', type(x))}")
+        check_batch(x, repr(self))
         self._in_shape = x.shape
         out = x.reshape(x.shape[0], -1)
         self._out_shape = out.shape
@@ -315,12 +270,12 @@ class Flatten(Layer):
         return dout.reshape(self._in_shape)
 
 
-class Reshape(Layer):
+class Reshape(Module):
     """(N, prod(shape)) -> (N, *shape); the batch axis is kept."""
 
     def __init__(self, *shape):
         super().__init__()
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = tuple(check_int(s, "shape", "Reshape", 1) for s in shape)
 
     def config(self):
         return {"shape": list(self.shape)}
@@ -334,6 +289,7 @@ class Reshape(Layer):
                 f"{self!r}: expected (N, ...) with {int(np.prod(self.shape))} values per example, "
                 f"got shape {getattr(x, 'shape', type(x))}"
             )
+        check_batch(x, repr(self))
         self._in_shape = x.shape
         out = x.reshape((x.shape[0],) + self.shape)
         self._out_shape = out.shape
@@ -346,21 +302,95 @@ class Reshape(Layer):
 
 
 # --------------------------------------------------------------------------------------
+# Joining and splitting along the feature (or channel) axis: each is the other's backward
+# --------------------------------------------------------------------------------------
+
+
+def _check_parts(layer, parts, what):
+    if not isinstance(parts, (list, tuple)) or not parts or not all(isinstance(p, np.ndarray) for p in parts):
+        raise ValueError(f"{layer!r}: expected a list of numpy arrays {what}, got {type(parts).__name__}")
+    first = parts[0]
+    for p in parts:
+        if p.ndim < 2 or p.shape[0] != first.shape[0] or p.shape[2:] != first.shape[2:] or p.dtype != first.dtype:
+            shapes = [(p.shape, str(p.dtype)) for p in parts]
+            raise ValueError(f"{layer!r}: expected arrays {what} of one dtype, differing only in axis 1; got {shapes}")
+    check_batch(first, repr(layer))
+
+
+class Concat(Module):
+    """[a, b, ...] -> one array, joined along axis 1: (N, d_a, ...), (N, d_b, ...) -> (N, d_a + d_b, ...).
+
+    E.g. a feature vector and a one-hot label, (N, D) and (N, K) -> (N, D + K). The backward
+    is a split: each input gets the slice of dout that its values went to.
+    """
+
+    def forward(self, parts):
+        _check_parts(self, parts, "(N, d_i, ...)")
+        self._sizes = [p.shape[1] for p in parts]
+        out = np.concatenate(parts, axis=1)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        """dout (N, sum d_i, ...) -> [dout[:, :d_a], dout[:, d_a:d_a + d_b], ...]."""
+        self._check_dout(dout)
+        return np.split(dout, np.cumsum(self._sizes)[:-1], axis=1)
+
+
+class Split(Module):
+    """One array -> parts along axis 1 of the given sizes: (N, d_a + d_b, ...) -> [(N, d_a, ...), (N, d_b, ...)].
+
+    E.g. an encoder's output h (N, 2L) -> [mu, logvar]. The parts are views into the input.
+    The backward is a concatenation: each part's gradient goes back where the part came from.
+    """
+
+    def __init__(self, *sizes):
+        super().__init__()
+        if not sizes:
+            raise ValueError("Split: give the size of each part along axis 1, e.g. Split(2, 2)")
+        self.sizes = tuple(check_int(d, "sizes", "Split", 1) for d in sizes)
+
+    def config(self):
+        return {"sizes": list(self.sizes)}
+
+    def forward(self, x):
+        total = sum(self.sizes)
+        if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[1] != total:
+            raise ValueError(f"{self!r}: expected an array of shape (N, {total}, ...), got {getattr(x, 'shape', type(x))}")
+        check_batch(x, repr(self))
+        self._in_shape = x.shape
+        return np.split(x, np.cumsum(self.sizes)[:-1], axis=1)
+
+    def backward(self, douts):
+        """[dpart_a, dpart_b, ...] -> dx = concatenate(douts, axis 1), the input's shape."""
+        if not hasattr(self, "_in_shape"):
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        _check_parts(self, douts, "shaped like the parts")
+        dx = np.concatenate(douts, axis=1)
+        if dx.shape != self._in_shape or [d.shape[1] for d in douts] != list(self.sizes):
+            raise ValueError(f"{self!r}: expected douts shaped like the parts of {self._in_shape}, got {[d.shape for d in douts]}")
+        return dx
+
+
+# --------------------------------------------------------------------------------------
 # Container
 # --------------------------------------------------------------------------------------
 
 
-class Sequential(Layer):
+class Sequential(Module):
     """Layers applied in order; backward walks them in reverse.
 
-    ``params`` and ``grads`` are flat dicts keyed ``"<index>.<name>"`` that share memory
-    with the layers' own arrays, so an optimizer updating them updates the layers.
+    The layers are the children ``"0"``, ``"1"``, ...: ``params`` and ``grads`` are keyed
+    ``"<index>.<name>"`` and share memory with the layers' own arrays.
     """
 
     def __init__(self, *layers):
         super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise ValueError(f"Sequential: layer {i} must be a tinyvae Module, got {type(layer).__name__}")
         self.layers = list(layers)
-        self.params = {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
+        self._children = {str(i): layer for i, layer in enumerate(self.layers)}
 
     def __repr__(self):
         inner = "".join(f"\n  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
@@ -386,5 +416,4 @@ class Sequential(Layer):
         """Chain rule: hand each layer the gradient of the one after it, last layer first."""
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
-        self.grads = {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
         return dout

@@ -4,6 +4,8 @@ import time
 
 import numpy as np
 
+from .module import check_batch, check_int
+
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when a loss term is NaN or infinite; the parameters are left un-updated."""
@@ -46,10 +48,15 @@ def train(
     on_epoch(epoch, stats): called after each epoch with the epoch's stats dict ({"epoch", the
         epoch mean of every term, "seconds", "images_per_s"}) (e.g. to
         evaluate and write a checkpoint).
-    A NaN/Inf loss raises NonFiniteLossError before the step's update.
+    A NaN/Inf loss raises NonFiniteLossError before the step's update. The terms are batch
+    means computed in float64, so the check fires at the same place on every backend.
     """
-    if batch_size < 1:
-        raise ValueError(f"train: batch_size must be >= 1, got {batch_size}")
+    batch_size = check_int(batch_size, "batch_size", "train", 1)
+    epochs = check_int(epochs, "epochs", "train", 0)
+    start_epoch = check_int(start_epoch, "start_epoch", "train", 0)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"train: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_batch(images, "train: images")
     n = images.shape[0]
     n_steps = -(-n // batch_size)
     history = []
