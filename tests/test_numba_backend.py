@@ -28,10 +28,12 @@ dtypes = st.sampled_from([np.float64, np.float32])
 chunk_bytes = st.sampled_from([1, numba_kernels.CHUNK_BYTES])
 
 
-def assert_close(actual, expected, dtype):
+def assert_close(actual, expected, dtype, scale=None):
+    """Equal to within TOLERANCE relative to ``scale`` (default: the largest |expected|)."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+    if scale is None:
+        scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
     error = float(np.max(np.abs(actual.astype(np.float64) - expected), initial=0.0))
     assert error <= TOLERANCE[dtype] * scale, f"relative error {error / scale:.2e}"
 
@@ -243,7 +245,11 @@ def test_bernoulli_nll_matches_numpy(dtype, n, size, scale, seed):
     rng = np.random.default_rng(seed)
     logits = (scale * rng.standard_normal((n, 1, size, size))).astype(dtype)  # large |logits| too
     x = (rng.random((n, 1, size, size)) < 0.5).astype(dtype)
-    assert_all_close(numba_kernels.bernoulli_nll(logits, x), ref.bernoulli_nll(logits, x), dtype)
+    (nll, dlogits), (ref_nll, ref_dlogits) = numba_kernels.bernoulli_nll(logits, x), ref.bernoulli_nll(logits, x)
+    assert_close(nll, ref_nll, dtype)
+    # dlogits = (sigmoid(l) - x) / N subtracts numbers of size 1 / N: rounding is relative to that,
+    # not to the (possibly tiny) difference (l = 9.6, x = 1 gives -6.7e-5 from 1 - 6.7e-5 and 1).
+    assert_close(dlogits, ref_dlogits, dtype, scale=1.0 / n)
 
 
 @settings(deadline=None)

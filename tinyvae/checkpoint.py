@@ -499,7 +499,7 @@ class Checkpoint:
 
     def build_model(self):
         """The model, rebuilt with ``build_vae(**meta["model"])``, restored, and in eval mode."""
-        from .model import build_vae
+        from .presets import build_vae
 
         config = self.meta.get("model")
         if not config:

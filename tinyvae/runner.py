@@ -45,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import BACKENDS, get_backend, set_backend
+from .backend import CHOICES, get_backend, set_backend
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .fileio import atomic_write
+from .objectives import elbo, iwae_bound
 from .optim import Adam
 from .pictures import PictureRun, Skip, check_channels, save_figure, save_frame, save_gif
 from .progress import Progress
@@ -101,7 +102,7 @@ COMMON_FLAGS = [
     Flag("--beta", 1.0, "weight of the KL term (1: the ELBO; beta-VAE otherwise)", float, low=0),
     Flag("--seed", 0, "seeds initialization, shuffling, data sampling, eps and pictures", int, low=0),
     Flag("--backend", None, "kernel backend (default: TINYVAE_BACKEND if set, else numba if importable, else numpy)",
-         choices=BACKENDS, run_setting=False),
+         choices=CHOICES, run_setting=False),
     Flag("--out", "runs/run", "directory for checkpoints, pictures, metrics.jsonl and summary.json", run_setting=False),
     Flag("--iwae-k", 5, "importance samples for the final IWAE bound on log p(x); 0 skips it", int, low=0,
          run_setting=False),
@@ -174,23 +175,20 @@ def choose_backend(flag, saved=None):
     if flag is not None:
         name, why = flag, "--backend"
     elif env:
-        if env not in BACKENDS:
-            raise RunError(f"TINYVAE_BACKEND={env}: unknown backend; expected one of {', '.join(BACKENDS)} "
-                           "(or unset it to choose numba if importable, else numpy)")  # fmt: skip
+        if env not in CHOICES:
+            raise RunError(f"TINYVAE_BACKEND={env}: unknown backend; expected one of {', '.join(CHOICES)} "
+                           "(or unset it: auto, numba if importable, else numpy)")  # fmt: skip
         name, why = env, f"TINYVAE_BACKEND={env}"
     elif saved is not None:
         name, why = saved, "the resumed run's"
     else:
-        try:
-            set_backend("numba")
-            return "backend: numba (default: numba is importable)"
-        except ImportError as err:
-            set_backend("numpy")
-            return f"backend: numpy (default: numba is not importable: {err.__cause__ or err})"
+        name, why = "auto", "default"
     try:
         set_backend(name)
     except ImportError as err:
         raise RunError(f"{why}: {err}") from err
+    if name == "auto":
+        return f"backend: {get_backend()} (auto: numba {'is' if get_backend() == 'numba' else 'is not'} importable)"
     return f"backend: {name} ({why})"
 
 
@@ -399,7 +397,7 @@ def _warm_up_numba(model, data, cfg):
     batch = data.train_x[:2] if data.transform is None else data.transform(data.train_x[:2], rng)
     model.loss_and_grads(batch, rng=rng, beta=cfg["beta"])
     Adam({k: v.copy() for k, v in model.params.items()}, lr=cfg["lr"]).step(model.grads)
-    model.elbo(data.test_x[:2], rng)
+    elbo(model, data.test_x[:2], rng)
     print(f"Numba kernels ready in {time.perf_counter() - started:.1f} s", flush=True)
 
 
@@ -473,7 +471,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
 
     def evaluate_elbo():
         rng = np.random.default_rng(EVAL_SEED)
-        return _evaluate("test ELBO", lambda b: model.elbo(b, rng), data.test_x, ELBO_BATCH, progress)
+        return _evaluate("test ELBO", lambda b: elbo(model, b, rng), data.test_x, ELBO_BATCH, progress)
 
     # Training: one call of train per epoch, then evaluation, checks, and a checkpoint.
     started = time.perf_counter()
@@ -522,7 +520,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     iwae = None
     if cfg["iwae_k"] > 0:
         iwae_started, rng, k = time.perf_counter(), np.random.default_rng(EVAL_SEED), cfg["iwae_k"]
-        value = _evaluate(f"IWAE bound (k={k})", lambda b: model.iwae_bound(b, k, rng), data.test_x, IWAE_BATCH,
+        value = _evaluate(f"IWAE bound (k={k})", lambda b: iwae_bound(model, b, k, rng), data.test_x, IWAE_BATCH,
                           progress)  # fmt: skip
         iwae = {"k": k, "log_px_bound": value, "seconds": time.perf_counter() - iwae_started}
 
