@@ -494,3 +494,34 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
     after = {k: v for k, v in files(tmp_path).items() if k != "checkpoint-epoch0002.npz"}
     assert after == before  # the old files untouched
     assert load_checkpoint(tmp_path).epoch == 1
+
+
+SAVE_LOOP = """
+import sys, numpy as np, tinyvae
+from tinyvae.checkpoint import save_checkpoint
+model = tinyvae.mlp_vae(latent_dim=2, hidden=64, rng=np.random.default_rng(0))
+optimizer, rng = tinyvae.Adam(model.params, lr=1e-3), np.random.default_rng(0)
+print("saving", flush=True)
+for i in range(100000):
+    save_checkpoint(sys.argv[1], model, optimizer, epoch=i % 3, rng=rng)  # re-saves epochs too
+"""
+
+
+def test_kill_9_in_the_middle_of_saves_leaves_a_loadable_checkpoint(tmp_path):
+    """SIGKILL a process that saves in a loop, at scattered moments: the checkpoint always loads."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    delays = np.random.default_rng(0).uniform(0.0, 0.3, size=6)  # seconds after the first save starts
+    save_checkpoint(tmp_path, tiny_model(hidden=64), None, epoch=0, rng=np.random.default_rng(0))
+    for delay in delays:
+        proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "saving\n"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        model = tiny_model(hidden=64, seed=1)
+        load_checkpoint(tmp_path).restore(model)
+        np.testing.assert_array_equal(model.params["encoder.1.weight"], tiny_model(hidden=64).params["encoder.1.weight"])

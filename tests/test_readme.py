@@ -1,7 +1,10 @@
 """README's commands and example stay equal to reality."""
 
+import importlib.util
 import re
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -27,3 +30,21 @@ def test_quick_start_trains_and_the_loss_falls(capsys):
     printed = [float(v) for v in re.findall(r"\d+\.\d", capsys.readouterr().out)]
     quoted = [float(v) for v in re.search(r"`negative ELBO: ([\d.]+) -> ([\d.]+) nats", README).groups()]
     assert all(abs(p - q) <= 0.02 * q for p, q in zip(printed, quoted, strict=True))
+
+
+def test_mnist_snippet_trains_and_loads_a_run_back(tmp_path, monkeypatch, capsys):
+    """README's second Python block: train on MNIST from Python, then tv.load_run("runs/mnist")."""
+    spec = importlib.util.spec_from_file_location("mnist_example", ROOT / "examples" / "mnist.py")
+    mnist = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mnist)
+    monkeypatch.chdir(tmp_path)  # the snippet reads runs/mnist, relative to where it runs
+    mnist.main(["--arch", "mlp", "--hidden", "16", "--train-size", "256", "--test-size", "64", "--epochs", "1",
+                "--iwae-k", "0", "--out", "runs/mnist"])  # fmt: skip
+    capsys.readouterr()
+    namespace = {}
+    exec(compile(code_blocks("python")[1], "README.md MNIST snippet", "exec"), namespace)
+    nll = float(re.search(r"one epoch on 10,000 images: (\d+) nats", capsys.readouterr().out).group(1))
+    assert 100 < nll < 250  # from ~545 nats untrained; the digits' negative ELBO after one pass
+    digits = namespace["digits"]
+    assert digits.shape == (16, 1, 28, 28) and 0 <= digits.min() and digits.max() <= 1
+    assert not namespace["trained"].training

@@ -2,6 +2,7 @@
 
 from . import checkpoint, datasets, distributions, evaluate, gradcheck, objectives
 from .backend import get_backend, set_backend, use_backend
+from .checkpoint import load_run
 from .distributions import (
     Bernoulli, DiagonalGaussian, Gaussian, Reparameterize, bernoulli_nll, gaussian_nll, kl_normal_standard,
 )  # fmt: skip
@@ -21,5 +22,5 @@ __all__ = [
     "LeakyReLU", "Module", "NonFiniteLossError", "PRESETS", "ReLU", "Reparameterize", "Reshape", "SGD",
     "Sequential", "Sigmoid", "Split", "Tanh", "VAE", "bernoulli_nll", "build_vae", "checkpoint", "conv_vae",
     "datasets", "distributions", "evaluate", "gaussian_nll", "get_backend", "gradcheck", "kl_normal_standard",
-    "mlp_vae", "objectives", "set_backend", "train", "use_backend",
+    "load_run", "mlp_vae", "objectives", "set_backend", "train", "use_backend",
 ]
