@@ -16,6 +16,19 @@ def tiny_model(latent_dim=2, hidden=8, seed=0):
     return tinyvae.mlp_vae(latent_dim=latent_dim, hidden=hidden, rng=np.random.default_rng(seed))
 
 
+def restored_copy(ckpt, model, optimizer):
+    """A differently initialized model, Adam and RNG restored from ``ckpt``: checked equal to the saved pair."""
+    fresh, fresh_rng = tiny_model(seed=1), np.random.default_rng(123)
+    fresh_opt = tinyvae.Adam(fresh.params, lr=1e-2)
+    ckpt.restore(fresh, fresh_opt, fresh_rng)
+    for k in model.params:
+        np.testing.assert_array_equal(fresh.params[k], model.params[k])
+        np.testing.assert_array_equal(fresh_opt.m[k], optimizer.m[k])
+        np.testing.assert_array_equal(fresh_opt.v[k], optimizer.v[k])
+    assert fresh_opt.step_count == optimizer.step_count
+    return fresh, fresh_opt, fresh_rng
+
+
 def trained(steps=3, seed=0):
     """A tiny model, its Adam after ``steps`` steps, and the RNG that drove them."""
     model, rng = tiny_model(seed=seed), np.random.default_rng(seed)
@@ -50,14 +63,7 @@ def test_round_trip_restores_params_optimizer_and_rng(tmp_path):
     assert ckpt.meta["optimizers"] == {"optimizer": {"type": "Adam", "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8}}
     assert ckpt.meta["architecture"] == json.loads(json.dumps(model.architecture()))
 
-    fresh, fresh_rng = tiny_model(seed=1), np.random.default_rng(123)
-    fresh_opt = tinyvae.Adam(fresh.params, lr=1e-2)
-    ckpt.restore(fresh, fresh_opt, fresh_rng)
-    for k in model.params:
-        np.testing.assert_array_equal(fresh.params[k], model.params[k])
-        np.testing.assert_array_equal(fresh_opt.m[k], optimizer.m[k])
-        np.testing.assert_array_equal(fresh_opt.v[k], optimizer.v[k])
-    assert fresh_opt.step_count == 3
+    fresh, fresh_opt, fresh_rng = restored_copy(ckpt, model, optimizer)
     np.testing.assert_array_equal(fresh_rng.standard_normal(5), expected)
 
 
@@ -152,13 +158,8 @@ def test_version_1_checkpoints_still_load(tmp_path):
     write_version_1(tmp_path, model, optimizer, rng, epoch=2)
     ckpt = load_checkpoint(tmp_path)
     assert ckpt.epoch == 2 and ckpt.meta["config"] == {"lr": 1e-2}
-    fresh, fresh_rng = tiny_model(seed=1), np.random.default_rng(1)
-    fresh_opt = tinyvae.Adam(fresh.params, lr=1e-2)
-    ckpt.restore(fresh, fresh_opt, fresh_rng)
-    for k in model.params:
-        np.testing.assert_array_equal(fresh.params[k], model.params[k])
-        np.testing.assert_array_equal(fresh_opt.v[k], optimizer.v[k])
-    assert fresh_opt.step_count == 3 and fresh_rng.bit_generator.state == rng.bit_generator.state
+    fresh, fresh_opt, fresh_rng = restored_copy(ckpt, model, optimizer)
+    assert fresh_rng.bit_generator.state == rng.bit_generator.state
     with pytest.raises(CheckpointError, match="lr: checkpoint 0.01, given 0.001"):
         ckpt.restore(fresh, tinyvae.Adam(fresh.params, lr=1e-3))
     with pytest.raises(CheckpointError, match=r"no model config .*\(a version 1 checkpoint\)"):
