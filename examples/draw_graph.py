@@ -17,9 +17,9 @@ NODES = {
     "h": (2.3, 3.0, "$h$ = encoder($x$)\n(N, 2L)", "#dde8f5"),
     "mu": (4.5, 4.3, r"$\mu$", "#dde8f5"),
     "logvar": (4.5, 1.7, r"logvar", "#dde8f5"),
-    "sigma": (6.6, 1.7, r"$s = e^{\mathrm{logvar}/2}$", "#dde8f5"),
+    "sigma": (6.6, 1.7, r"$\sigma = e^{\mathrm{logvar}/2}$", "#dde8f5"),
     "eps": (8.6, 0.3, r"$\varepsilon \sim \mathcal{N}(0, I)$" + "\n(from outside)", "#ffffff"),
-    "z": (8.6, 3.0, r"$z = \mu + s\,\varepsilon$", "#dde8f5"),
+    "z": (8.6, 3.0, r"$z = \mu + \sigma\,\varepsilon$", "#dde8f5"),
     "rec": (10.9, 3.0, "decoder($z$) $\\to$ logits\n" + r"$-\log p(x \mid z)$", "#dde8f5"),
     "kl": (6.6, 5.6, r"KL$(q \,\|\, \mathcal{N}(0, I))$", "#f7e6d5"),
     "loss": (12.6, 4.6, r"$\mathcal{L}$", "#eeeeee"),
@@ -30,7 +30,7 @@ FORWARD = [("x", "h"), ("h", "mu"), ("h", "logvar"), ("logvar", "sigma"), ("mu",
 Z_PATH = [("rec", "z", -0.5, r"$\partial\mathcal{L}/\partial z$", (9.75, 2.25)),
           ("z", "mu", 0.25, r"$\times 1$", (6.9, 4.55)),
           ("z", "sigma", -0.3, r"$\times\,\varepsilon$", (8.0, 1.75)),
-          ("sigma", "logvar", -0.5, r"$\times\,s/2$", (5.55, 0.95))]  # fmt: skip
+          ("sigma", "logvar", -0.5, r"$\times\,\sigma/2$", (5.55, 0.95))]  # fmt: skip
 KL_PATH = [("kl", "mu", 0.3, r"$\beta\mu$", (5.05, 5.35)),
            ("kl", "logvar", 0.6, r"$\beta(e^{\mathrm{logvar}}-1)/2$", (3.35, 4.75))]  # fmt: skip
 
