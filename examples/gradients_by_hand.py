@@ -92,7 +92,8 @@ def precision_table():
     for dtype, h in PRECISION_STEPS:
         tolerance = TOLERANCE[dtype]
         error = errors[(np.dtype(dtype).name, h)] = check_layer(dtype, h)
-        verdict = f"passes (relative error < {tolerance:.0e})" if error < tolerance else f"fails (relative error > {tolerance:.0e})"
+        passes = error < tolerance
+        verdict = f"passes (relative error < {tolerance:.0e})" if passes else f"fails (relative error > {tolerance:.0e})"
         print(f"  {np.dtype(dtype).name:<8} h = {h:.0e}   {verdict}")
     return errors
 

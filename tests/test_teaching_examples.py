@@ -93,7 +93,8 @@ def test_exact_variances_match_monte_carlo(variance):
 def test_the_verdict_depends_on_the_setting(variance):
     settings = variance[0]["settings"]
     for p in ("mu", "logvar"):
-        plain, baseline, shifted = (settings[k][p][1] / settings[k][p][0] for k in ("(z - 2)^2", "(z - 2)^2, baseline", "(z - 2)^2 + 100"))
+        names = ("(z - 2)^2", "(z - 2)^2, baseline", "(z - 2)^2 + 100")
+        plain, baseline, shifted = (settings[k][p][1] / settings[k][p][0] for k in names)
         assert 5 < baseline < plain < 20 < 1000 < shifted, p
         path_var, score_var, _ = settings["sin(20 z)"][p]
         assert score_var * 50 < path_var, p  # the pathwise estimator loses when f wiggles

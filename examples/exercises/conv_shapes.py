@@ -29,12 +29,14 @@ def main():
     """Run one image through conv_vae layer by layer; print and compare each shape; return the shapes."""
     model = tv.conv_vae(latent_dim=2, rng=np.random.default_rng(0))
     measured = {}
-    for part, first_input in (("encoder", np.zeros((1, 1, 28, 28), np.float32)), ("decoder", np.zeros((1, 2), np.float32))):
+    inputs = {"encoder": np.zeros((1, 1, 28, 28), np.float32), "decoder": np.zeros((1, 2), np.float32)}  # (N, ...)
+    for part, first_input in inputs.items():
         net, out, measured[part] = getattr(model, part), first_input, []
         for i in range(len(net)):
             out = net[i].forward(out)
             measured[part].append(out.shape[1:])
-            print(f"  {part}.{i:<2} {type(net[i]).__name__:<16} predicted {PREDICTED[part][i]!s:<14} got {out.shape[1:]}")
+            layer, predicted = type(net[i]).__name__, PREDICTED[part][i]
+            print(f"  {part}.{i:<2} {layer:<16} predicted {predicted!s:<14} got {out.shape[1:]}")
     assert measured == PREDICTED, measured
     return measured
 
