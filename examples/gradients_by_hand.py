@@ -6,12 +6,14 @@ The model: a 4-pixel binary image, a 1-dimensional latent, Dense layers in float
 seed and a fixed eps. The backward pass below is ``tinyvae.objectives.negative_elbo``'s, written
 out step by step. Every gradient it produces is printed next to a central-difference
 estimate of the same derivative (``tinyvae.gradcheck``), with their relative error.
+A last section checks a convolution with the sum(out * G) recipe in float64 and float32, to
+show how the step h and the tolerance depend on the precision.
 docs/backprop-through-sampling.md derives each formula.
 """
 
 import numpy as np
 
-from tinyvae import VAE, Dense, Sequential, Tanh
+from tinyvae import VAE, Conv2D, Dense, Sequential, Tanh
 from tinyvae.gradcheck import numerical_gradient, relative_error
 from tinyvae.distributions import bernoulli_nll, kl_normal_standard
 
@@ -55,6 +57,45 @@ def compare(errors, name, hand, loss, wrt):
     errors[name] = relative_error(hand, numeric)
     print(f"  {name:<22} hand    {fmt(hand, 33)}")
     print(f"  {'':<22} numeric {fmt(numeric, 33)}   relative error {error_text(errors[name])}")
+
+
+# (dtype, step h) for the precision section, and the tolerance a check in that dtype can use
+PRECISION_STEPS = [(np.float64, h) for h in (1e-1, 1e-3, 1e-6)] + [(np.float32, h) for h in (1e-1, 1e-3, 1e-6)]
+TOLERANCE = {np.float64: 1e-6, np.float32: 1e-2}
+
+
+def check_layer(dtype, h, seed=SEED):
+    """Relative error of a Conv2D + Tanh's input gradient against central differences with step h.
+
+    The recipe for any layer: pick a random G shaped like the output; the scalar sum(out * G)
+    has gradient backward(G), so one backward call is checked against numerical_gradient.
+    The layer computes in ``dtype``; the finite differences perturb a float64 copy of x that is
+    rounded to ``dtype`` on the way in, as a float32 model would see it.
+    """
+    rng = np.random.default_rng(seed)
+    layer = Sequential(Conv2D(2, 3, 3, rng=rng, stride=2, padding=1, dtype=dtype), Tanh())
+    x = rng.standard_normal((2, 2, 6, 6))  # (N, C, H, W)
+    G = rng.standard_normal((2, 3, 3, 3)).astype(dtype)  # like the output
+    layer.forward(x.astype(dtype))
+    dx = layer.backward(G)  # the gradient of sum(out * G)
+
+    def loss():
+        return float(np.sum(layer.forward(x.astype(dtype)) * G))
+
+    return relative_error(dx, numerical_gradient(loss, x, h))
+
+
+def precision_table():
+    """Print whether each (dtype, h) check passes its dtype's tolerance; return {(dtype name, h): error}."""
+    print("\nChecking a Conv2D + Tanh with sum(out * G): the step h and the tolerance depend on the dtype")
+    errors = {}
+    for dtype, h in PRECISION_STEPS:
+        tolerance = TOLERANCE[dtype]
+        error = errors[(np.dtype(dtype).name, h)] = check_layer(dtype, h)
+        passes = error < tolerance
+        verdict = f"passes (relative error < {tolerance:.0e})" if passes else f"fails (relative error > {tolerance:.0e})"
+        print(f"  {np.dtype(dtype).name:<8} h = {h:.0e}   {verdict}")
+    return errors
 
 
 def main():
@@ -128,6 +169,7 @@ def main():
     same = all(np.array_equal(model.grads[k], hand[k]) for k in hand)
     print(f"\nVAE.loss_and_grads gives the same parameter gradients as the walk above: {same}")
     print(f"largest relative error: {error_text(max(errors.values()))}")
+    precision_table()
     return errors
 
 
