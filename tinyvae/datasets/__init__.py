@@ -79,3 +79,8 @@ __all__ = [
     "verify_mnist",
     "write_idx",
 ]
+
+# RGB faces: procedural ones (no download) and local copies of CelebA / image folders
+from .faces import FACE_ATTRIBUTES, FACE_PROBABILITIES, synthetic_faces  # noqa: E402
+
+__all__ += ["FACE_ATTRIBUTES", "FACE_PROBABILITIES", "synthetic_faces"]
