@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tinyvae
+import tinyvae.datasets.faces
 from tinyvae.datasets import FACE_ATTRIBUTES, FACE_PROBABILITIES, synthetic_faces
 
 S = 64
@@ -27,6 +28,12 @@ def test_a_seed_gives_the_same_faces_and_another_seed_other_faces():
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
     assert not np.array_equal(first[0], other[0])
+
+
+def test_the_chunks_faces_are_painted_in_do_not_change_them(monkeypatch):
+    whole = faces(20, seed=3)[0]
+    monkeypatch.setattr(tinyvae.datasets.faces, "_CHUNK", 7)
+    np.testing.assert_array_equal(faces(20, seed=3)[0], whole)
 
 
 def test_faces_vary_in_nuisance_too():

@@ -21,10 +21,11 @@ Nuisance variation, independent of the attributes: skin tone, background colour,
 hat colours, face size, position (offset of the centre) and pose (in-plane tilt).
 
 Every random number is drawn up front from ``rng`` in a fixed order (the attributes first),
-so a seed gives the same faces for any ``n`` chunking, and passing ``attributes=`` (forcing
-them) leaves every nuisance draw unchanged: the same seed with one attribute flipped gives the
-same face with only that attribute changed. Drawing is vectorized with coordinate grids
-(masks for ellipses, arcs and rectangles), in chunks of faces to bound memory.
+so the faces depend on the seed and ``n`` only, never on the chunks they are painted in, and
+passing ``attributes=`` (forcing them) leaves every nuisance draw unchanged: the same seed
+with one attribute flipped gives the same face with only that attribute changed. Painting is
+vectorized with coordinate grids (masks of ellipses, half-discs and rectangles, rotated with
+the face), in chunks of faces to bound memory: 10,000 faces at 64 x 64 take about 5 s.
 """
 
 import numpy as np
