@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 import tinyvae
 import tinyvae.kernels_numpy as ref
-from tinyvae import Adam, BatchNorm1D, BatchNorm2D, Conv2D, Sequential
+from tinyvae import VAE, Adam, BatchNorm1D, BatchNorm2D, Conv2D, ConvTranspose2D, Dense, Flatten, LeakyReLU, Reshape
+from tinyvae import Sequential, Sigmoid
 from tinyvae.gradcheck import numerical_gradient, relative_error
 
 TOL = 1e-6  # float64 central differences with h = 1e-6
@@ -105,6 +106,52 @@ def test_gradients_through_a_conv_and_batchnorm_stack(backend):
         assert relative_error(model.grads[name], numerical_gradient(loss, model.params[name])) < TOL, name
     # batch normalization subtracts the channel's mean: a bias before it has no effect, no gradient
     np.testing.assert_allclose(model.grads["0.bias"], 0.0, atol=1e-12)
+
+
+def batchnorm_rgb_vae(rng):
+    """A small RGB conv VAE with BatchNorm in the encoder (2D and 1D) and the decoder, as in the faces preset."""
+    kw = dict(rng=rng, dtype=np.float64)
+    encoder = Sequential(
+        Conv2D(3, 4, 3, stride=2, padding=1, **kw), BatchNorm2D(4, dtype=np.float64), LeakyReLU(0.2),  # (N, 4, 2, 2)
+        Flatten(), Dense(16, 6, **kw), BatchNorm1D(6, dtype=np.float64), LeakyReLU(0.2), Dense(6, 4, **kw),  # (N, 2L)
+    )  # fmt: skip
+    decoder = Sequential(
+        Dense(2, 16, **kw), Reshape(4, 2, 2),  # (N, 4, 2, 2)
+        ConvTranspose2D(4, 3, 3, stride=2, padding=1, output_padding=1, **kw), BatchNorm2D(3, dtype=np.float64),
+        Sigmoid(),  # (N, 3, 4, 4) in (0, 1)
+    )  # fmt: skip
+    for layer in [*encoder, *decoder]:
+        if isinstance(layer, (BatchNorm1D, BatchNorm2D)):
+            random_affine(layer, rng)
+    return VAE(encoder, decoder, latent_dim=2, input_shape=(3, 4, 4), likelihood="gaussian", sigma=0.5)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_whole_vae_gradients_through_batchnorm(backend, mode):
+    """d(loss)/d(every parameter) of a VAE with BatchNorm layers, in training and evaluation mode."""
+    rng = np.random.default_rng(5)
+    model = batchnorm_rgb_vae(rng)
+    x = rng.random((3, 3, 4, 4))
+    eps = rng.standard_normal((3, 2))
+    model.loss_and_grads(x, eps=eps)  # (fills the running statistics with something)
+    if mode == "eval":
+        model.eval()
+        assert not any(layer.training for layer in [*model.encoder, *model.decoder])
+    model.loss_and_grads(x, eps=eps)
+    analytic = {k: v.copy() for k, v in model.grads.items()}
+
+    def loss():
+        return model.loss_and_grads(x, eps=eps)["loss"]
+
+    assert analytic.keys() == model.params.keys()
+    before_batchnorm = {"encoder.0.bias", "encoder.4.bias", "decoder.2.bias"}  # cancelled by the mean subtraction
+    for name, param in model.params.items():
+        numeric = numerical_gradient(loss, param)
+        if mode == "train" and name in before_batchnorm:
+            np.testing.assert_allclose(analytic[name], 0.0, atol=1e-12)
+            np.testing.assert_allclose(numeric, 0.0, atol=1e-7)  # rounding noise of the differences only
+        else:
+            assert relative_error(analytic[name], numeric) < TOL, name
 
 
 # --------------------------------------------------------------------------------------
