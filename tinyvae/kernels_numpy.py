@@ -311,8 +311,9 @@ def batchnorm_backward(dout, x_hat, gamma, inv_std, batch_statistics):
     dbeta = dout3.sum(axis=(0, 2), dtype=np.float64)  # (C,)
     dgamma = (dout3 * x_hat3).sum(axis=(0, 2), dtype=np.float64)  # (C,)
     scale = (gamma * inv_std)[None, :, None]  # (1, C, 1): gamma / sigma
-    if batch_statistics:
-        dx = scale / M * (M * dout3 - (dbeta[None, :, None] + x_hat3 * dgamma[None, :, None]).astype(dout.dtype))
+    if batch_statistics:  # the 1/M inside: dy - mean(dy) - x_hat mean(dy x_hat), no M * dy to cancel
+        removed = (dbeta / M)[None, :, None] + x_hat3 * (dgamma / M)[None, :, None]  # (N, C, L) float64
+        dx = scale * (dout3 - removed.astype(dout.dtype))
     else:
         dx = scale * dout3
     return dx.reshape(dout.shape).astype(dout.dtype, copy=False), dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)
