@@ -14,6 +14,7 @@ from .module import Module
 from .optim import SGD, Adam
 from .presets import PRESETS, build_vae, conv_vae, mlp_vae
 from .train import NonFiniteLossError, train
+from .norm import BatchNorm1D, BatchNorm2D
 
 __version__ = "0.1.0"
 
@@ -24,3 +25,4 @@ __all__ = [
     "datasets", "distributions", "evaluate", "gaussian_nll", "get_backend", "gradcheck", "kl_normal_standard",
     "load_run", "mlp_vae", "objectives", "set_backend", "train", "use_backend",
 ]
+__all__ += ["BatchNorm1D", "BatchNorm2D"]

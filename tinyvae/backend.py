@@ -24,6 +24,9 @@ reference, whose docstrings state each formula and gradient once. In short:
     kl_divergence(mu, logvar) -> kl (N,), dmu, dlogvar       gradients of the batch mean
     bernoulli_nll(logits, x) -> nll (N,), dlogits            gradient of the batch mean
     adam_update(param, grad, m, v, lr, beta1, beta2, eps, step) -> None, in place
+    batchnorm_statistics(x) -> mean, var (C,), var biased              x (N, C) or (N, C, H, W)
+    batchnorm_forward(x, gamma, beta, mean, var, eps) -> out, x_hat, inv_std
+    batchnorm_backward(dout, x_hat, gamma, inv_std, batch_statistics) -> dx, dgamma, dbeta
 
 Arrays come in one floating dtype and results keep it; NaN and Inf propagate, never hidden.
 ``tests/test_numba_backend.py`` checks that each backend implements :data:`KERNELS`.
@@ -38,6 +41,7 @@ KERNELS = (
     "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
     "dense_forward", "dense_backward", "relu_forward", "relu_backward",
     "reparameterize", "reparameterize_backward", "kl_divergence", "bernoulli_nll", "adam_update",
+    "batchnorm_statistics", "batchnorm_forward", "batchnorm_backward",
 )  # fmt: skip
 _MODULES = {"numpy": "tinyvae.kernels_numpy", "numba": "tinyvae.kernels_numba"}
 

@@ -547,3 +547,111 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, step):
         t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
         t(lr / (1.0 - beta1**step)), t(1.0 - beta2**step), t(eps),
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Batch normalization: one fused pass per step, in parallel over channels
+# --------------------------------------------------------------------------------------
+#
+# x is viewed as (N, C, L), L = H*W: channel c is N contiguous runs of L values, and each
+# thread owns whole channels, so every sum is one thread's, in a fixed order (float64).
+# Measured on 2 shared cores, statistics + forward + backward in float32, batch 128: 3x to
+# 6x faster than NumPy on images ((32, 32, 32): 66 -> 10 ms; (64, 16, 16): 28 -> 4.9 ms;
+# (128, 4, 4): 2.7 -> 0.8 ms), but 3x slower on (N, C) features (L = 1: one strided value
+# per row), so BatchNorm1D's (N, C) input goes to the NumPy kernels.
+
+
+@_jit(parallel=True)
+def _batchnorm_statistics(x3):
+    """Per-channel mean and biased variance of an (N, C, L) array, two passes, float64 sums."""
+    N, C, L = x3.shape
+    mean, var = np.empty(C, dtype=np.float64), np.empty(C, dtype=np.float64)  # (C,) each
+    for c in prange(C):
+        total = 0.0
+        for n in range(N):
+            row = x3[n, c]
+            for k in range(L):
+                total += row[k]
+        m = total / (N * L)
+        squares = 0.0
+        for n in range(N):
+            row = x3[n, c]
+            for k in range(L):
+                d = row[k] - m
+                squares += d * d
+        mean[c], var[c] = m, squares / (N * L)
+    return mean, var
+
+
+@_jit(parallel=True)
+def _batchnorm_forward(x3, gamma, beta, mean, inv_std):
+    """x_hat = (x - mean) inv_std and out = gamma x_hat + beta over (N, C, L), per channel."""
+    N, C, L = x3.shape
+    out, x_hat = np.empty_like(x3), np.empty_like(x3)  # (N, C, L) each
+    for c in prange(C):
+        m, s, g, b = mean[c], inv_std[c], gamma[c], beta[c]
+        for n in range(N):
+            row, row_hat, row_out = x3[n, c], x_hat[n, c], out[n, c]
+            for k in range(L):
+                h = (row[k] - m) * s
+                row_hat[k] = h
+                row_out[k] = g * h + b
+    return out, x_hat
+
+
+@_jit(parallel=True)
+def _batchnorm_backward(dout3, x_hat3, gamma, inv_std, batch_statistics):
+    """dx, dgamma, dbeta of :func:`batchnorm_backward` over (N, C, L): the sums, then dx, per channel."""
+    N, C, L = dout3.shape
+    M = N * L
+    dx = np.empty_like(dout3)  # (N, C, L)
+    dgamma, dbeta = np.empty(C, dtype=np.float64), np.empty(C, dtype=np.float64)  # (C,) each
+    for c in prange(C):
+        sum_dy, sum_dy_xhat = 0.0, 0.0
+        for n in range(N):
+            row_dy, row_hat = dout3[n, c], x_hat3[n, c]
+            for k in range(L):
+                sum_dy += row_dy[k]
+                sum_dy_xhat += row_dy[k] * row_hat[k]
+        dgamma[c], dbeta[c] = sum_dy_xhat, sum_dy
+        scale, mean_dy, mean_dy_xhat = gamma[c] * inv_std[c], sum_dy / M, sum_dy_xhat / M
+        for n in range(N):
+            row_dy, row_hat, row_dx = dout3[n, c], x_hat3[n, c], dx[n, c]
+            if batch_statistics:
+                for k in range(L):
+                    row_dx[k] = scale * (row_dy[k] - (mean_dy + row_hat[k] * mean_dy_xhat))
+            else:
+                for k in range(L):
+                    row_dx[k] = scale * row_dy[k]
+    return dx, dgamma, dbeta
+
+
+def _as_nc_l(x):
+    """x (N, C) or (N, C, H, W) as a contiguous (N, C, L) array."""
+    return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+
+
+def batchnorm_statistics(x):
+    """:func:`tinyvae.kernels_numpy.batchnorm_statistics`, one parallel pass per moment."""
+    if x.ndim == 2:
+        return _reference.batchnorm_statistics(x)
+    mean, var = _batchnorm_statistics(_as_nc_l(x))
+    return mean.astype(x.dtype), var.astype(x.dtype)
+
+
+def batchnorm_forward(x, gamma, beta, mean, var, eps):
+    """:func:`tinyvae.kernels_numpy.batchnorm_forward`, one fused parallel pass."""
+    if x.ndim == 2:
+        return _reference.batchnorm_forward(x, gamma, beta, mean, var, eps)
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)  # (C,), rounded as the reference does
+    out, x_hat = _batchnorm_forward(_as_nc_l(x), gamma, beta, mean, inv_std)
+    return out.reshape(x.shape), x_hat.reshape(x.shape), inv_std
+
+
+def batchnorm_backward(dout, x_hat, gamma, inv_std, batch_statistics):
+    """:func:`tinyvae.kernels_numpy.batchnorm_backward` (the formulas are there), fused, parallel."""
+    if dout.ndim == 2:
+        return _reference.batchnorm_backward(dout, x_hat, gamma, inv_std, batch_statistics)
+    dout3, x_hat3 = _as_nc_l(dout), _as_nc_l(x_hat)  # (N, C, L) each
+    dx, dgamma, dbeta = _batchnorm_backward(dout3, x_hat3, gamma, inv_std, bool(batch_statistics))
+    return dx.reshape(dout.shape), dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)

@@ -239,3 +239,81 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, step):
     denom = np.sqrt(v / (1.0 - beta2**step))
     denom += eps
     param -= step_size * m / denom
+
+
+# --------------------------------------------------------------------------------------
+# Batch normalization: per channel, over every axis but the channel axis (1)
+# --------------------------------------------------------------------------------------
+
+
+def _channels_last_axis(x):
+    """x (N, C) or (N, C, H, W) as an (N, C, L) view, L = H*W (1 for (N, C))."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def batchnorm_statistics(x):
+    """Per-channel mean and (biased, divide-by-M) variance over the M = N*H*W values of each channel.
+
+    x is (N, C) or (N, C, H, W); returns mean, var, each (C,) in x's dtype. Two passes
+    (mean, then the mean of squared deviations), both summed in float64: the one-pass
+    E[x^2] - E[x]^2 cancels catastrophically when |mean| >> std.
+    """
+    x3 = _channels_last_axis(x).astype(np.float64)  # (N, C, L)
+    mean = x3.mean(axis=(0, 2))  # (C,)
+    var = np.square(x3 - mean[None, :, None]).mean(axis=(0, 2))  # (C,)
+    return mean.astype(x.dtype), var.astype(x.dtype)
+
+
+def batchnorm_forward(x, gamma, beta, mean, var, eps):
+    """out = gamma x_hat + beta with x_hat = (x - mean) / sqrt(var + eps), per channel.
+
+    x: (N, C) or (N, C, H, W); gamma, beta, mean, var: (C,). In training ``mean`` and ``var``
+    are the batch's (:func:`batchnorm_statistics`), in evaluation the running ones. Returns
+    out and x_hat (x's shape) and inv_std = 1 / sqrt(var + eps) (C,), what the backward needs.
+    """
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)  # (C,)
+    x3 = _channels_last_axis(x)  # (N, C, L)
+    x_hat = (x3 - mean[None, :, None]) * inv_std[None, :, None]  # (N, C, L)
+    out = gamma[None, :, None] * x_hat + beta[None, :, None]  # (N, C, L)
+    return out.reshape(x.shape), x_hat.reshape(x.shape), inv_std
+
+
+def batchnorm_backward(dout, x_hat, gamma, inv_std, batch_statistics):
+    """dx, dgamma, dbeta of out = gamma x_hat + beta; dout, x_hat (N, C[, H, W]), gamma, inv_std (C,).
+
+    For one channel, with its M = N*H*W values x_i (i runs over n, h, w), sigma = 1 / inv_std:
+
+        dbeta = sum_i dy_i,    dgamma = sum_i dy_i x_hat_i,    dx_hat_i = gamma dy_i.
+
+    Evaluation (``batch_statistics=False``): mean and sigma are constants (running statistics),
+    so the layer is affine in x and dx_i = gamma dy_i / sigma.
+
+    Training (``batch_statistics=True``): mean = (1/M) sum_j x_j and
+    sigma = sqrt((1/M) sum_j (x_j - mean)^2 + eps) depend on every x_j:
+
+        d mean / d x_j = 1/M,
+        d sigma / d x_j = (1 / (2 sigma)) (2/M) (x_j - mean)  [the sum of (x_k - mean) is 0]
+                        = x_hat_j / M,
+        d x_hat_i / d x_j = (delta_ij - 1/M) / sigma - (x_i - mean) / sigma^2 * x_hat_j / M
+                          = (delta_ij - 1/M - x_hat_i x_hat_j / M) / sigma.
+
+    Summing dx_j = sum_i dx_hat_i d x_hat_i / d x_j gives the compact form:
+
+        dx_j = (1 / sigma) (dx_hat_j - (1/M) sum_i dx_hat_i - x_hat_j (1/M) sum_i dx_hat_i x_hat_i)
+             = gamma / (M sigma) (M dy_j - sum_i dy_i - x_hat_j sum_i dy_i x_hat_i)
+             = gamma / (M sigma) (M dy_j - dbeta - x_hat_j dgamma).
+
+    So dx is dy with its mean and its component along x_hat removed, scaled by gamma / sigma:
+    adding a constant to x, or scaling it, changes nothing after normalization.
+    """
+    dout3, x_hat3 = _channels_last_axis(dout), _channels_last_axis(x_hat)  # (N, C, L) each
+    M = dout3.shape[0] * dout3.shape[2]
+    dbeta = dout3.sum(axis=(0, 2), dtype=np.float64)  # (C,)
+    dgamma = (dout3 * x_hat3).sum(axis=(0, 2), dtype=np.float64)  # (C,)
+    scale = (gamma * inv_std)[None, :, None]  # (1, C, 1): gamma / sigma
+    if batch_statistics:  # the 1/M inside: dy - mean(dy) - x_hat mean(dy x_hat), no M * dy to cancel
+        removed = (dbeta / M)[None, :, None] + x_hat3 * (dgamma / M)[None, :, None]  # (N, C, L) float64
+        dx = scale * (dout3 - removed.astype(dout.dtype))
+    else:
+        dx = scale * dout3
+    return dx.reshape(dout.shape).astype(dout.dtype, copy=False), dgamma.astype(dout.dtype), dbeta.astype(dout.dtype)

@@ -16,6 +16,12 @@ So ``except (DatasetError, OSError)`` catches all of them. Invalid arguments fro
 ``kind`` or ``split``, non-uint8 arrays) raise ``ValueError`` or ``TypeError``.
 
 MNIST: Y. LeCun, C. Cortes, C. J. C. Burges, CC BY-SA 3.0. Fashion-MNIST: Zalando Research, MIT.
+
+RGB faces, as (images (N, 3, S, S) uint8, attributes (N, A) uint8 in {0, 1}, attribute names):
+``synthetic_faces(n, size, rng)`` draws procedural faces (no download, :mod:`.faces`);
+``load_celeba(root, image_size, split)`` reads a local CelebA copy (torchvision's or Kaggle's
+layout, :mod:`.celeba`); ``load_image_folder(path, image_size)`` reads any folder of PNG/JPEG
+(images and file names). The last two decode once, with Pillow, into a cached ``.npy``.
 """
 
 from .binarize import binarize_dynamic, binarize_static, to_nchw_float
@@ -79,3 +85,13 @@ __all__ = [
     "verify_mnist",
     "write_idx",
 ]
+
+# RGB faces: procedural ones (no download) and local copies of CelebA / image folders
+from .celeba import CELEBA_ATTRIBUTES, CELEBA_SPLITS, find_celeba, load_celeba  # noqa: E402
+from .faces import FACE_ATTRIBUTES, FACE_PROBABILITIES, synthetic_faces  # noqa: E402
+from .images import load_image_folder  # noqa: E402
+
+__all__ += [
+    "CELEBA_ATTRIBUTES", "CELEBA_SPLITS", "FACE_ATTRIBUTES", "FACE_PROBABILITIES", "find_celeba", "load_celeba",
+    "load_image_folder", "synthetic_faces",
+]  # fmt: skip
