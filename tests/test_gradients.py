@@ -254,8 +254,11 @@ def test_whole_model_gradients(backend, likelihood, n, beta, seed):
         return model.loss_and_grads(x, eps=eps, beta=beta)["loss"]
 
     assert analytic.keys() == model.params.keys()
+    # Central differences lose ~eps_machine * |loss| / h to rounding: here the Gaussian loss is ~100 nats
+    # while the encoder's gradients are ~0.01, so rounding alone (~2e-8) is ~1e-6 of them (seen: 1.26e-6,
+    # n=1, seed 4506). A broken backward is off by far more (scaling one output by 1.001 gives 1e-3).
     for name, param in model.params.items():
-        assert relative_error(analytic[name], numerical_gradient(loss, param)) < TOL, name
+        assert relative_error(analytic[name], numerical_gradient(loss, param)) < 10 * TOL, name
 
 
 def test_numerical_gradient_perturbs_views_in_place():
