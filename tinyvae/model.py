@@ -88,10 +88,25 @@ class VAE(Module):
         return self.mean(self.decode(z))
 
     # -- the objective ----------------------------------------------------------------------------
-    def loss_and_grads(self, x, rng=None, eps=None, beta=1.0):
-        """The negative ELBO's terms for one batch ({"loss", "reconstruction", "kl"}), filling ``grads``.
+    def loss_and_grads(self, x, rng=None, eps=None, beta=1.0, objective="elbo", k=None):
+        """Forward and backward pass of the training objective for one batch; fills ``grads``.
 
-        See :func:`tinyvae.objectives.negative_elbo`; give ``rng`` or a fixed ``eps`` (N, latent_dim).
+        objective "elbo": the negative ELBO (:func:`tinyvae.objectives.negative_elbo`), one
+            sample per example; returns {"loss", "reconstruction", "kl"}; eps (N, latent_dim).
+        objective "iwae": the negative k-sample importance-weighted bound
+            (:func:`tinyvae.objectives.negative_iwae`); returns {"loss", "iwae_bound",
+            "reconstruction", "kl"}; eps (k, N, latent_dim); k defaults to eps.shape[0].
+        Give ``rng`` or a fixed ``eps``. Every value is a batch mean in nats per example.
         """
         self._check_x(x)
-        return objectives.negative_elbo(self, x, rng=rng, eps=eps, beta=beta)
+        if objective not in objectives.OBJECTIVES:
+            raise ValueError(f"VAE: objective must be one of {tuple(objectives.OBJECTIVES)}, got {objective!r}")
+        if objective == "elbo":
+            if k not in (None, 1):
+                raise ValueError(f"VAE: objective 'elbo' takes one sample per example; k={k!r} is for 'iwae'")
+            return objectives.negative_elbo(self, x, rng=rng, eps=eps, beta=beta)
+        if k is None:
+            if eps is None:
+                raise ValueError("VAE: objective 'iwae' needs k, the number of samples per example (or eps (k, N, L))")
+            k = eps.shape[0]
+        return objectives.negative_iwae(self, x, k, rng=rng, eps=eps, beta=beta)
