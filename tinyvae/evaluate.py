@@ -3,6 +3,7 @@
     rng = np.random.default_rng(0)
     mean_elbo(model, test_x, rng)             # nats per image (higher is better)
     mean_iwae_bound(model, test_x, 100, rng)  # a tighter lower bound on log p(x)
+    latent_statistics(model, test_x)          # KL per latent dimension, active units
 """
 
 import numpy as np
@@ -30,6 +31,29 @@ def mean_iwae_bound(model, x, k, rng, batch_size=250):
 def latent_means(model, x, batch_size=500):
     """The posterior means mu(x), (N, latent_dim)."""
     return np.concatenate([model.encode(b)[0] for b in _batches(x, batch_size)])
+
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x(E_q[z_d | x]) > 0.01
+
+
+def latent_statistics(model, x, batch_size=500, threshold=ACTIVE_UNIT_THRESHOLD):
+    """Where the KL goes, per latent dimension d, over the data set x (N, ...). Returns a dict:
+
+    "kl_per_dim": mean over x of KL(q(z_d | x) || N(0, 1)) = 1/2 (mu_d^2 + exp(logvar_d) - 1 - logvar_d),
+        a list of L floats (nats) that sums to the mean KL of the ELBO;
+    "mu_variance": Var_x(mu_d(x)), how much the posterior mean of z_d moves across the data;
+    "active": [Var_x(mu_d) > threshold per d]; "active_units": how many are (Burda et al. 2016).
+    A dimension that is inactive carries no information about x: its posterior collapsed to the prior.
+    """
+    kl_sum, mus = 0.0, []
+    for b in _batches(x, batch_size):
+        mu, logvar = (a.astype(np.float64) for a in model.encode(b))  # (n, L) each
+        kl_sum = kl_sum + np.sum(0.5 * (mu * mu + np.exp(logvar) - 1.0 - logvar), axis=0)  # (L,)
+        mus.append(mu)
+    variance = np.concatenate(mus).var(axis=0)  # (L,)
+    active = variance > threshold
+    return {"kl_per_dim": (kl_sum / x.shape[0]).tolist(), "mu_variance": variance.tolist(),
+            "active": active.tolist(), "active_units": int(active.sum())}  # fmt: skip
 
 
 def pca(z, n_components=2):
