@@ -4,6 +4,7 @@
     mean_elbo(model, test_x, rng)             # nats per image (higher is better)
     mean_iwae_bound(model, test_x, 100, rng)  # a tighter lower bound on log p(x)
     latent_statistics(model, test_x)          # KL per latent dimension, active units
+    accuracy(classifier, test_x, test_labels) # a classifier's fraction of right answers
 """
 
 import numpy as np
@@ -31,6 +32,12 @@ def mean_iwae_bound(model, x, k, rng, batch_size=250):
 def latent_means(model, x, batch_size=500):
     """The posterior means mu(x), (N, latent_dim)."""
     return np.concatenate([model.encode(b)[0] for b in _batches(x, batch_size)])
+
+
+def accuracy(classifier, x, labels, batch_size=500):
+    """The fraction of x (N, ...) that ``classifier.predict`` assigns to its label (N,)."""
+    predicted = np.concatenate([classifier.predict(b) for b in _batches(x, batch_size)])
+    return float(np.mean(predicted == labels))
 
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x(E_q[z_d | x]) > 0.01

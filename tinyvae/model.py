@@ -1,4 +1,5 @@
-"""The VAE: encoder -> posterior q(z | x) -> decoder -> likelihood p(x | z), wired together.
+"""The VAE: encoder -> posterior q(z | x) -> decoder -> likelihood p(x | z), wired together;
+and a Classifier, a network whose logits go through :func:`tinyvae.softmax_cross_entropy`.
 
 The model holds the pieces; the arithmetic lives with them: the posterior and the
 likelihoods in :mod:`tinyvae.distributions`, the loss and its backward pass in
@@ -8,7 +9,7 @@ likelihoods in :mod:`tinyvae.distributions`, the loss and its backward pass in
 import numpy as np
 
 from . import objectives
-from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian
+from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, softmax_cross_entropy
 from .module import Module, check_batch, check_int
 
 
@@ -110,3 +111,59 @@ class VAE(Module):
                 raise ValueError("VAE: objective 'iwae' needs k, the number of samples per example (or eps (k, N, L))")
             k = eps.shape[0]
         return objectives.negative_iwae(self, x, k, rng=rng, eps=eps, beta=beta)
+
+
+class Classifier(Module):
+    """A network from images (N, *input_shape) to logits (N, num_classes), trained on softmax cross-entropy.
+
+    ``config`` is what :func:`tinyvae.build_vae` (which builds every preset) needs to rebuild it,
+    so ``tinyvae.checkpoint.load_run(out)`` loads a saved classifier too.
+    """
+
+    def __init__(self, network, num_classes, input_shape, config=None):
+        super().__init__()
+        self.network = network
+        self._children = {"network": network}
+        self.num_classes = check_int(num_classes, "num_classes", "Classifier", 2)
+        self.input_shape = tuple(check_int(s, "input_shape", "Classifier", 1) for s in input_shape)
+        self._config = dict(config or {})
+
+    def config(self):
+        return dict(self._config)
+
+    def __repr__(self):
+        return f"Classifier(num_classes={self.num_classes},\n network={self.network!r})"
+
+    def architecture(self):
+        """A JSON-able description of the model, compared when a checkpoint is loaded."""
+        return {"num_classes": self.num_classes, "input_shape": list(self.input_shape),
+                "network": self.network.architecture()}  # fmt: skip
+
+    def _check_x(self, x):
+        expected = f"(N, {', '.join(map(str, self.input_shape))}) {self.dtype}"
+        if not isinstance(x, np.ndarray) or x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
+            raise ValueError(f"Classifier: expected x of shape {expected}, got shape {getattr(x, 'shape', type(x))}")
+        if x.dtype != self.dtype:
+            raise ValueError(f"Classifier: expected x of dtype {self.dtype} {expected}, got {x.dtype}")
+        check_batch(x, "Classifier")
+
+    def logits(self, x):
+        """The unnormalized log-probabilities of the classes, (N, num_classes)."""
+        self._check_x(x)
+        return self.network.forward(x)
+
+    def predict(self, x):
+        """The most probable class of each image, (N,) int64."""
+        return np.argmax(self.logits(x), axis=1)
+
+    def loss_and_grads(self, x, y, rng=None):
+        """Forward and backward pass of the mean softmax cross-entropy of labels y (N,); fills ``grads``.
+
+        Returns {"loss": nats per example, "accuracy": the fraction of the batch classified right}.
+        ``rng`` is not used (nothing here is random); :func:`tinyvae.train` passes one to every model.
+        """
+        logits = self.logits(x)  # (N, num_classes)
+        loss, dlogits = softmax_cross_entropy(logits, y)  # (N,), (N, num_classes): (softmax - onehot) / N
+        self.network.backward(dlogits)
+        correct = np.argmax(logits, axis=1) == y
+        return {"loss": float(np.mean(loss, dtype=np.float64)), "accuracy": float(np.mean(correct))}

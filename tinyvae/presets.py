@@ -1,4 +1,4 @@
-"""Ready-made VAE architectures. Each preset records its arguments in ``model.config()``, so
+"""Ready-made VAE architectures, and a classifier. Each preset records its arguments in ``model.config()``, so
 
     tinyvae.build_vae(**model.config(), rng=rng)
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from .geometry import conv_output_size
 from .layers import Conv2D, ConvTranspose2D, Dense, Flatten, ReLU, Reshape, Sequential, Tanh
-from .model import VAE
+from .model import VAE, Classifier
 from .module import check_dtype, check_int
 
 
@@ -70,11 +70,39 @@ def mlp_vae(latent_dim=20, hidden=500, input_shape=(1, 28, 28), *, rng, dtype=np
     return VAE(encoder, decoder, latent_dim, shape, likelihood=likelihood, config=config)
 
 
-PRESETS = {"conv": conv_vae, "mlp": mlp_vae}
+def conv_classifier(num_classes=10, input_shape=(1, 28, 28), channels=(32, 64), hidden=128, *, rng,
+                    dtype=np.float32):  # fmt: skip
+    """A small conv net for C x H x W images: two 5x5 stride-2 convolutions and two dense layers.
+
+    Conv C->c1 (5x5, s2, p2) ReLU, Conv c1->c2 (5x5, s2, p2) ReLU, Flatten, Dense -> hidden ReLU,
+    Dense -> num_classes logits. At 1 x 28 x 28: (N, 32, 14, 14), (N, 64, 7, 7), 3136 features.
+    """
+    C, H, W = _input_shape(input_shape, "conv_classifier")
+    num_classes = check_int(num_classes, "num_classes", "conv_classifier", 2)
+    if not isinstance(channels, (tuple, list)) or len(channels) != 2:
+        raise ValueError(f"conv_classifier: channels must be a pair (c1, c2), got {channels!r}")
+    c1, c2 = (check_int(c, "channels", "conv_classifier", 1) for c in channels)
+    hidden = check_int(hidden, "hidden", "conv_classifier", 1)
+    kw = dict(rng=rng, dtype=dtype)
+    H2, W2 = (conv_output_size(conv_output_size(s, 5, 2, 2), 5, 2, 2) for s in (H, W))  # after two stride-2 convs
+    network = Sequential(
+        Conv2D(C, c1, 5, stride=2, padding=2, **kw), ReLU(),  # (N, c1, ceil(H/2), ceil(W/2))
+        Conv2D(c1, c2, 5, stride=2, padding=2, **kw), ReLU(),  # (N, c2, H2, W2)
+        Flatten(),  # (N, c2 * H2 * W2)
+        Dense(c2 * H2 * W2, hidden, **kw), ReLU(),  # (N, hidden)
+        Dense(hidden, num_classes, **kw),  # (N, num_classes): logits
+    )  # fmt: skip
+    config = {"preset": "conv_classifier", "num_classes": num_classes, "input_shape": [C, H, W],
+              "channels": [c1, c2], "hidden": hidden, "dtype": check_dtype(dtype, "conv_classifier").name}  # fmt: skip
+    return Classifier(network, num_classes, (C, H, W), config=config)
+
+
+PRESETS = {"conv": conv_vae, "mlp": mlp_vae, "conv_classifier": conv_classifier}
 
 
 def build_vae(preset, *, rng, **kwargs):
-    """Build a named preset (``"conv"`` or ``"mlp"``); keyword arguments go to its builder."""
+    """Build a named preset (``"conv"``, ``"mlp"``, or ``"conv_classifier"``, the one that is not a VAE);
+    keyword arguments go to its builder. Checkpoints rebuild their model with it (``load_run``)."""
     if preset not in PRESETS:
         raise ValueError(f"build_vae: unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[preset](rng=rng, **kwargs)
