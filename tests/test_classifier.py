@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tinyvae
@@ -20,11 +20,14 @@ TOL = 1e-6
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "classifier.py"
 
 
-@given(n=st.integers(1, 5), c=st.integers(2, 6), scale=st.sampled_from([1.0, 10.0]), seed=st.integers(0, 2**16))
+@given(n=st.integers(1, 5), c=st.integers(2, 6), scale=st.sampled_from([1.0, 3.0]), seed=st.integers(0, 2**16))
 def test_softmax_cross_entropy_gradient(backend, n, c, scale, seed):
     rng = np.random.default_rng(seed)
     logits, labels = scale * rng.standard_normal((n, c)), rng.integers(0, c, n)
     _, dlogits = softmax_cross_entropy(logits, labels)
+    # Not where every answer is confidently right: the loss logsumexp(l) - l_y ~ 1e-5 is then a difference
+    # of two numbers ~ 5 whose rounding swamps its finite differences (huge logits: the stability test below).
+    assume(np.abs(dlogits).max() * n > 1e-2)
 
     def loss():
         return float(np.mean(softmax_cross_entropy(logits, labels)[0]))
@@ -71,6 +74,8 @@ def test_classifier_gradients(backend, n, seed):
     model = tiny_classifier(rng)
     for p in model.params.values():  # nonzero biases, so that every gradient is exercised
         p[...] = rng.standard_normal(p.shape) * 0.5
+    # small logits: a saturated softmax would leave gradients (~1e-7) at the finite differences' noise level
+    model.params["network.7.weight"] *= 0.1
     x, y = rng.standard_normal((n, 1, 6, 6)), rng.integers(0, 3, n)
     model.loss_and_grads(x, y)
     analytic = {k: v.copy() for k, v in model.grads.items()}

@@ -9,7 +9,8 @@ likelihoods in :mod:`tinyvae.distributions`, the loss and its backward pass in
 import numpy as np
 
 from . import objectives
-from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, softmax_cross_entropy
+from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, check_labels, softmax_cross_entropy
+from .layers import Condition
 from .module import Module, check_batch, check_int
 
 
@@ -20,9 +21,14 @@ class VAE(Module):
     diagonal-Gaussian posterior. The decoder maps z (N, latent_dim) to (N, *input_shape):
     Bernoulli logits, or Gaussian means for ``likelihood="gaussian"`` (fixed ``sigma``).
     ``config`` is what :func:`tinyvae.build_vae` needs to rebuild the architecture.
+
+    A conditional VAE (``num_classes`` = K, Sohn et al. 2015) has :class:`tinyvae.layers.Condition`
+    layers in its encoder and decoder, which join the one-hot label of each example: q(z | x, y)
+    and p(x | z, y). Its methods then take the labels ``y`` (N,), integers in [0, K).
     """
 
-    def __init__(self, encoder, decoder, latent_dim, input_shape, likelihood="bernoulli", sigma=1.0, config=None):
+    def __init__(self, encoder, decoder, latent_dim, input_shape, likelihood="bernoulli", sigma=1.0, config=None,
+                 num_classes=None):  # fmt: skip
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"VAE: likelihood must be one of {tuple(LIKELIHOODS)}, got {likelihood!r}")
@@ -34,6 +40,13 @@ class VAE(Module):
         self.likelihood = Gaussian(sigma) if likelihood == "gaussian" else LIKELIHOODS[likelihood]()
         self.sigma = float(sigma)
         self._config = dict(config or {})
+        self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", "VAE", 2)
+        self._conditions = [m for m in _modules(self) if isinstance(m, Condition)]
+        if {m.num_classes for m in self._conditions} != ({self.num_classes} if self.num_classes else set()):
+            raise ValueError(
+                f"VAE: num_classes={self.num_classes}, but the encoder and decoder condition on "
+                f"{sorted(m.num_classes for m in self._conditions) or 'no labels'}; they must agree"
+            )
 
     def config(self):
         """The preset and its arguments: ``build_vae(**model.config(), rng=rng)`` rebuilds the architecture."""
@@ -52,6 +65,7 @@ class VAE(Module):
             "input_shape": list(self.input_shape),
             "likelihood": self.likelihood.name,
             "sigma": self.sigma,
+            **({"num_classes": self.num_classes} if self.num_classes else {}),
             "encoder": self.encoder.architecture(),
             "decoder": self.decoder.architecture(),
         }
@@ -64,32 +78,47 @@ class VAE(Module):
             raise ValueError(f"VAE: expected x of dtype {self.dtype} {expected}, got {x.dtype}")
         check_batch(x, "VAE")
 
+    def condition(self, y, n):
+        """Hand the one-hot of the labels y (n,) to the Condition layers; y must be None if not conditional."""
+        if self.num_classes is None:
+            if y is not None:
+                raise ValueError("VAE: labels y were given, but this model is not conditional (num_classes=None)")
+            return
+        if y is None:
+            raise ValueError(f"VAE: this conditional model (num_classes={self.num_classes}) needs labels y, shape ({n},)")
+        labels = check_labels(y, n, self.num_classes, "VAE")
+        onehot = np.eye(self.num_classes, dtype=self.dtype)[labels]  # (n, K)
+        for layer in self._conditions:
+            layer.set_labels(onehot)
+
     # -- the pieces -----------------------------------------------------------------------------
-    def encode(self, x):
-        """q(z | x): returns (mu, logvar), each (N, latent_dim)."""
+    def encode(self, x, y=None):
+        """q(z | x) (or q(z | x, y)): returns (mu, logvar), each (N, latent_dim)."""
         self._check_x(x)
+        self.condition(y, x.shape[0])
         return self.posterior.split(self.encoder.forward(x))  # h (N, 2L) = [mu | logvar]
 
-    def decode(self, z):
-        """p(x | z)'s parameters: logits (Bernoulli) or means (Gaussian), (N, *input_shape)."""
+    def decode(self, z, y=None):
+        """p(x | z) (or p(x | z, y))'s parameters: logits (Bernoulli) or means (Gaussian), (N, *input_shape)."""
+        self.condition(y, z.shape[0])
         return self.decoder.forward(z)
 
     def mean(self, decoded):
         """E[x | z] from the decoder's output: sigmoid(logits) or the Gaussian mean itself."""
         return self.likelihood.mean(decoded)
 
-    def reconstruct(self, x):
-        """Decode the posterior mean: E[x | z = mu(x)], (N, *input_shape)."""
-        mu, _ = self.encode(x)
-        return self.mean(self.decode(mu))
+    def reconstruct(self, x, y=None):
+        """Decode the posterior mean: E[x | z = mu(x)], (N, *input_shape); conditional: y (N,) both ways."""
+        mu, _ = self.encode(x, y)
+        return self.mean(self.decode(mu, y))
 
-    def sample(self, n, rng):
-        """Draw z ~ N(0, I) from ``rng`` and return E[x | z], (n, *input_shape)."""
+    def sample(self, n, rng, y=None):
+        """Draw z ~ N(0, I) from ``rng`` and return E[x | z] (conditional: E[x | z, y], y (n,)), (n, *input_shape)."""
         z = rng.standard_normal((n, self.latent_dim), dtype=self.dtype)
-        return self.mean(self.decode(z))
+        return self.mean(self.decode(z, y))
 
     # -- the objective ----------------------------------------------------------------------------
-    def loss_and_grads(self, x, rng=None, eps=None, beta=1.0, objective="elbo", k=None):
+    def loss_and_grads(self, x, rng=None, eps=None, beta=1.0, objective="elbo", k=None, y=None):
         """Forward and backward pass of the training objective for one batch; fills ``grads``.
 
         objective "elbo": the negative ELBO (:func:`tinyvae.objectives.negative_elbo`), one
@@ -98,8 +127,10 @@ class VAE(Module):
             (:func:`tinyvae.objectives.negative_iwae`); returns {"loss", "iwae_bound",
             "reconstruction", "kl"}; eps (k, N, latent_dim); k defaults to eps.shape[0].
         Give ``rng`` or a fixed ``eps``. Every value is a batch mean in nats per example.
+        A conditional model takes the labels ``y`` (N,): the terms are those of log p(x | y).
         """
         self._check_x(x)
+        self.condition(y, x.shape[0])
         if objective not in objectives.OBJECTIVES:
             raise ValueError(f"VAE: objective must be one of {tuple(objectives.OBJECTIVES)}, got {objective!r}")
         if objective == "elbo":
@@ -111,6 +142,13 @@ class VAE(Module):
                 raise ValueError("VAE: objective 'iwae' needs k, the number of samples per example (or eps (k, N, L))")
             k = eps.shape[0]
         return objectives.negative_iwae(self, x, k, rng=rng, eps=eps, beta=beta)
+
+
+def _modules(module):
+    """``module`` and every module below it."""
+    yield module
+    for child in module._children.values():
+        yield from _modules(child)
 
 
 class Classifier(Module):

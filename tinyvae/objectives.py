@@ -43,28 +43,30 @@ def negative_elbo(model, x, rng=None, eps=None, beta=1.0):
     return {"loss": rec_mean + beta * kl_mean, "reconstruction": rec_mean, "kl": kl_mean}
 
 
-def elbo(model, x, rng):
-    """One-sample ELBO per example, log p(x) >= E_q[log p(x | z)] - KL, shape (N,), float64."""
-    mu, logvar = model.encode(x)
+def elbo(model, x, rng, y=None):
+    """One-sample ELBO per example, log p(x) >= E_q[log p(x | z)] - KL, shape (N,), float64 (y: a conditional
+    model's labels, (N,))."""
+    mu, logvar = model.encode(x, y)
     z = model.posterior.rsample(mu, logvar, rng=rng)  # (N, L)
-    rec, _ = model.likelihood.nll(model.decode(z), x)
+    rec, _ = model.likelihood.nll(model.decode(z, y), x)
     kl, _, _ = model.posterior.kl(mu, logvar)
     return -(rec.astype(np.float64) + kl)
 
 
-def iwae_bound(model, x, k, rng):
+def iwae_bound(model, x, k, rng, y=None):
     """Importance-weighted bound on log p(x) with k samples per example, shape (N,), float64.
 
     log w_i = log p(x | z_i) + log p(z_i) - log q(z_i | x); the bound is log mean_i w_i,
     computed with a max-shifted log-sum-exp. It tightens towards log p(x) as k grows.
+    y: a conditional model's labels (N,): the bound is then on log p(x | y).
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"iwae_bound: k must be an int >= 1, got {k!r}")
-    mu, logvar = model.encode(x)  # (N, L) each
+    mu, logvar = model.encode(x, y)  # (N, L) each
     z = model.posterior.rsample(mu, logvar, rng=rng, sample_shape=(int(k),))  # (k, N, L)
     log_w = np.empty((int(k), x.shape[0]))  # (k, N)
     for i in range(int(k)):  # one decoder pass per sample keeps memory at one batch
-        rec, _ = model.likelihood.nll(model.decode(z[i]), x)
+        rec, _ = model.likelihood.nll(model.decode(z[i], y), x)
         log_w[i] = -rec
     zeros = np.zeros_like(mu)
     log_w += model.posterior.log_prob(z, zeros, zeros) - model.posterior.log_prob(z, mu, logvar)  # log p(z) - log q(z)
