@@ -137,3 +137,20 @@ def test_a_conditional_checkpoint_records_num_classes_and_loads_back(tmp_path):
     np.testing.assert_array_equal(loaded.reconstruct(x, y=y), model.reconstruct(x, y=y))
     with pytest.raises(ValueError, match="architecture differs"):
         load_checkpoint(tmp_path).restore(conv_vae(3, rng=rng))
+
+
+def test_the_evaluation_functions_take_the_labels_batch_by_batch():
+    from tinyvae.evaluate import latent_means, latent_statistics, mean_elbo, mean_iwae_bound
+
+    rng = np.random.default_rng(0)
+    model = tiny_cvae(rng)
+    x, y = (rng.random((7, 1, 2, 3)) < 0.5).astype(np.float64), rng.integers(0, 3, 7)
+    whole = float(elbo(model, x, np.random.default_rng(1), y=y).mean())
+    assert mean_elbo(model, x, np.random.default_rng(1), batch_size=3, y=y) == pytest.approx(whole, rel=1e-12)
+    bound = float(iwae_bound(model, x, 4, np.random.default_rng(1), y=y).mean())
+    assert mean_iwae_bound(model, x, 4, np.random.default_rng(1), batch_size=7, y=y) == pytest.approx(bound)
+    np.testing.assert_allclose(latent_means(model, x, batch_size=2, y=y), model.encode(x, y)[0], rtol=1e-12)
+    assert latent_statistics(model, x, batch_size=2, y=y)["mu_variance"] == pytest.approx(
+        model.encode(x, y)[0].var(axis=0).tolist(), rel=1e-12)  # fmt: skip
+    with pytest.raises(ValueError, match="needs labels y"):
+        mean_elbo(model, x, rng)
