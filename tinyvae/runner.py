@@ -50,8 +50,8 @@ import numpy as np
 
 from .backend import CHOICES, get_backend, set_backend
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .fileio import atomic_write
 from .evaluate import ACTIVE_UNIT_THRESHOLD, latent_statistics
+from .fileio import atomic_write
 from .objectives import elbo, iwae_bound
 from .optim import Adam
 from .pictures import PictureRun, Skip, check_channels, save_figure, save_frame, save_gif
@@ -477,6 +477,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     n_train, batch_size = len(data.train_x), cfg["batch_size"]
     n_steps = -(-n_train // batch_size)
     last_step = [None]
+    beta = linear_warmup(cfg["beta"], cfg["warmup_epochs"])  # a function of the step: resumes exactly
 
     def on_batch(epoch, step, n_steps, terms):
         now = time.perf_counter()
@@ -486,8 +487,6 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
                         "images_per_s": images / (now - last_step[0])})  # fmt: skip
         last_step[0] = now
         progress.on_batch(epoch, step, n_steps, terms, epochs=cfg["epochs"])
-
-    beta = linear_warmup(cfg["beta"], cfg["warmup_epochs"])  # a function of the step: resumes exactly
 
     def evaluate_elbo():
         rng = np.random.default_rng(EVAL_SEED)
