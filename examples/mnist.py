@@ -2,6 +2,8 @@
 
     python examples/mnist.py                        # the default run: under 10 minutes on 2 cores
     python examples/mnist.py --arch mlp --epochs 50 --out runs/mlp20
+    python examples/mnist.py --arch mlp --objective iwae --k 5 --out runs/iwae5   # Burda et al.'s IWAE
+    python examples/mnist.py --arch mlp --warmup-epochs 10 --out runs/warmup    # KL warm-up (beta 0 -> 1)
     python examples/mnist.py --resume               # continue the run saved in --out
     python examples/mnist.py --help
 
@@ -14,10 +16,17 @@ Written into --out (default runs/mnist):
     manifold.png         the decoder over a grid of Normal quantiles (latent dim 2 only)
     interpolation.png    straight lines in latent space between pairs of test images, decoded
     curves.png           each training term per step, and the test ELBO per epoch (nats/image)
+    kl_per_dim.png       the test set's KL per latent dimension, sorted; active units marked
     samples-epochNNN.png, samples.gif   decoded samples of one fixed z after every epoch, animated
     metrics.jsonl        one line per optimizer step: epoch, step, each term, images/s
-    summary.json         config, per-epoch history, test ELBO, IWAE bound, timings, files
+    summary.json         config, per-epoch history, test ELBO, IWAE bound, active units, KL per dimension,
+                         timings, files
     checkpoint.json + checkpoint-epochNNNN.npz   the latest epoch (see tinyvae/checkpoint.py)
+
+--objective iwae trains on the k-sample importance-weighted bound (--k samples per image);
+its training terms are the loss (the negative bound), iwae_bound, reconstruction and the
+Monte-Carlo kl. Every epoch reports the active units: latent dimensions whose posterior mean
+varies across the test set with variance > 0.01 (Burda et al.); the others collapsed to the prior.
 
 Numbers are in nats per image; the ELBO and the IWAE bound are lower bounds on log p(x)
 of the *binarized* test images, so they depend on how those were binarized (reported too).

@@ -17,7 +17,8 @@ from tinyvae.checkpoint import CheckpointError, load_checkpoint
 from tinyvae.datasets import write_idx
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "mnist.py"
-PICTURES = {"reconstructions.png", "samples.png", "latent.png", "manifold.png", "interpolation.png", "curves.png"}
+PICTURES = {"reconstructions.png", "samples.png", "latent.png", "manifold.png", "interpolation.png", "curves.png",
+            "kl_per_dim.png"}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,8 @@ def test_help_explains_every_flag(mnist, capsys):
     text = capsys.readouterr().out
     for flag in ("--arch", "--latent-dim", "--hidden", "--epochs", "--batch-size", "--lr", "--beta", "--binarize",
                  "--backend", "--seed", "--out", "--resume", "--iwae-k", "--dataset", "--data-dir",
-                 "--train-size", "--test-size", "--time-limit", "--overwrite", "--debug"):  # fmt: skip
+                 "--train-size", "--test-size", "--time-limit", "--overwrite", "--debug", "--objective", "--k",
+                 "--warmup-epochs"):  # fmt: skip
         assert flag in text
     assert "(default: runs/mnist)" in text
 
@@ -348,3 +350,75 @@ def test_mlp_defaults_to_latent_dim_20_and_conv_to_2(mnist, data_dir, tmp_path, 
     mlp = mnist.main(small(data_dir, tmp_path / "mlp", "--epochs", "0"))
     assert mlp["config"]["latent_dim"] == 20
     assert load_checkpoint(tmp_path / "mlp").meta["architecture"]["latent_dim"] == 20
+
+
+# --------------------------------------------------------------------------------------
+# Objectives, KL warm-up, and the latent diagnostics
+# --------------------------------------------------------------------------------------
+
+
+def test_the_default_run_trains_the_elbo_without_warm_up(mnist, data_dir, tmp_path, no_pictures):
+    summary = mnist.main(small(data_dir, tmp_path / "run", "--epochs", "1"))
+    assert summary["config"]["objective"] == "elbo" and summary["config"]["warmup_epochs"] == 0
+    assert summary["history"][0]["beta"] == 1.0
+    assert set(metrics(tmp_path / "run")[0]) == {"epoch", "step", "n_steps", "loss", "reconstruction", "kl",
+                                                 "images_per_s"}  # fmt: skip
+
+
+def test_iwae_with_warm_up_resumes_exactly_and_reports_the_active_units(
+    mnist, data_dir, tmp_path, monkeypatch, capsys, no_pictures
+):
+    flags = ["--epochs", "3", "--objective", "iwae", "--k", "3", "--warmup-epochs", "2", "--latent-dim", "4"]
+    straight = mnist.main(small(data_dir, tmp_path / "straight", *flags))
+    lines = capsys.readouterr().out.splitlines()
+    epoch_lines = [line for line in lines if line.startswith("epoch   ")]
+    assert len(epoch_lines) == 3 and all("iwae_bound" in line and "active units" in line for line in epoch_lines)
+    assert "beta 0.333" in epoch_lines[0] and "beta 1" in epoch_lines[2]
+    assert any("objective IWAE bound, k=3, beta 1.0 (warmed up over 2 epochs)" in line for line in lines)
+
+    log = metrics(tmp_path / "straight")
+    np.testing.assert_allclose([m["beta"] for m in log], [min(1.0, t / 6) for t in range(9)], rtol=1e-12)
+    for m in log:
+        assert m["loss"] > 0 and m["iwae_bound"] < 0 and np.isfinite(m["kl"])
+    assert [h["beta"] for h in straight["history"]] == pytest.approx([2 / 6, 5 / 6, 1.0])  # at each epoch's last step
+    for h in straight["history"]:
+        assert 0 <= h["active_units"] <= 4 and len(h["kl_per_dim"]) == len(h["mu_variance"]) == 4
+    assert straight["active_units"] == straight["history"][-1]["active_units"]
+    assert straight["kl_per_dim"] == straight["history"][-1]["kl_per_dim"]
+    config = load_checkpoint(tmp_path / "straight").meta["config"]
+    assert (config["objective"], config["k"], config["warmup_epochs"]) == ("iwae", 3, 2.0)
+
+    adam_step = tinyvae.Adam.step
+
+    def interrupt(self, grads):  # in the middle of epoch 2, the warm-up's second epoch
+        adam_step(self, grads)
+        if self.step_count == 3 + 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tinyvae.Adam, "step", interrupt)
+        with pytest.raises(SystemExit):
+            mnist.main(small(data_dir, tmp_path / "resumed", *flags))
+    resumed = mnist.main(["--resume", "--out", str(tmp_path / "resumed")])
+    (_, a), (_, b) = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    for key in ("loss", "iwae_bound", "beta", "test_elbo", "kl_per_dim", "active_units"):
+        assert [h[key] for h in straight["history"]] == [h[key] for h in resumed["history"]], key
+
+
+@pytest.mark.parametrize("flag, value, saved, shown", [("--objective", "iwae", "elbo", "iwae"), ("--k", "7", "5", "7"),
+                                                       ("--warmup-epochs", "3", "0.0", "3.0")])  # fmt: skip
+def test_resume_refuses_another_objective_or_warm_up(mnist, data_dir, tmp_path, no_pictures, flag, value, saved,
+                                                    shown):
+    out = tmp_path / "run"
+    mnist.main(small(data_dir, out, "--epochs", "1"))
+    with pytest.raises(SystemExit, match=rf"{flag} {shown} \(checkpoint: {saved}\)"):
+        mnist.main(["--resume", "--out", str(out), "--epochs", "2", flag, value])
+
+
+def test_the_kl_picture_is_drawn_and_listed(mnist, data_dir, tmp_path):
+    out = tmp_path / "run"
+    summary = mnist.main(small(data_dir, out, "--epochs", "1", "--latent-dim", "3", "--iwae-k", "0"))
+    assert "kl_per_dim.png" in summary["pictures"] and (out / "kl_per_dim.png").stat().st_size > 1000
+    assert summary["active_units"] == sum(v > 0.01 for v in summary["mu_variance"])

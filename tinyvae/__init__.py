@@ -5,24 +5,25 @@ from .backend import get_backend, set_backend, use_backend
 from .checkpoint import load_run
 from .distributions import (
     Bernoulli, DiagonalGaussian, Gaussian, Reparameterize, bernoulli_nll, gaussian_nll, kl_normal_standard,
+    softmax_cross_entropy,
 )  # fmt: skip
 from .layers import (
     Concat, Conv2D, ConvTranspose2D, Dense, Flatten, LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Split, Tanh,
 )  # fmt: skip
-from .model import VAE
+from .model import VAE, Classifier
 from .module import Module
 from .optim import SGD, Adam
-from .presets import PRESETS, build_vae, conv_vae, mlp_vae
-from .train import NonFiniteLossError, train
 from .norm import BatchNorm1D, BatchNorm2D
+from .presets import PRESETS, build_vae, conv_classifier, conv_vae, mlp_vae
+from .train import NonFiniteLossError, linear_warmup, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Adam", "Bernoulli", "Concat", "Conv2D", "ConvTranspose2D", "Dense", "DiagonalGaussian", "Flatten", "Gaussian",
-    "LeakyReLU", "Module", "NonFiniteLossError", "PRESETS", "ReLU", "Reparameterize", "Reshape", "SGD",
-    "Sequential", "Sigmoid", "Split", "Tanh", "VAE", "bernoulli_nll", "build_vae", "checkpoint", "conv_vae",
-    "datasets", "distributions", "evaluate", "gaussian_nll", "get_backend", "gradcheck", "kl_normal_standard",
-    "load_run", "mlp_vae", "objectives", "set_backend", "train", "use_backend",
+    "Adam", "BatchNorm1D", "BatchNorm2D", "Bernoulli", "Classifier", "Concat", "Conv2D", "ConvTranspose2D", "Dense",
+    "DiagonalGaussian", "Flatten", "Gaussian", "LeakyReLU", "Module", "NonFiniteLossError", "PRESETS", "ReLU",
+    "Reparameterize", "Reshape", "SGD", "Sequential", "Sigmoid", "Split", "Tanh", "VAE", "bernoulli_nll", "build_vae",
+    "checkpoint", "conv_classifier", "conv_vae", "datasets", "distributions", "evaluate", "gaussian_nll",
+    "get_backend", "gradcheck", "kl_normal_standard", "linear_warmup", "load_run", "mlp_vae", "objectives",
+    "set_backend", "softmax_cross_entropy", "train", "use_backend",
 ]
-__all__ += ["BatchNorm1D", "BatchNorm2D"]

@@ -6,6 +6,7 @@
 * :class:`Bernoulli`, :class:`Gaussian`: the likelihoods, ``nll(params, x)`` and ``mean(params)``.
 * The functions underneath: :func:`kl_normal_standard`, :func:`bernoulli_nll`,
   :func:`gaussian_nll`, :func:`log_normal`.
+* :func:`softmax_cross_entropy`: -log Categorical(y | softmax(logits)), a classifier's loss.
 
 Every loss returns ``(per_example, grads...)``: the loss of each example summed over its
 features (nats per image), shape (N,), and the gradient of the *batch mean* of that loss.
@@ -232,3 +233,52 @@ class Gaussian:
 
 
 LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian}
+
+
+# --------------------------------------------------------------------------------------
+# The categorical likelihood p(y | x) = softmax(logits)_y: a classifier's loss
+# --------------------------------------------------------------------------------------
+
+
+def check_labels(labels, n, num_classes, where):
+    """``labels`` as an (n,) int64 array of classes in [0, num_classes); a clear error otherwise."""
+    if not isinstance(labels, np.ndarray) or labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"{where}: expected labels as an integer array of shape ({n},), got "
+            f"{getattr(labels, 'dtype', type(labels).__name__)} {getattr(labels, 'shape', '')}"
+        )
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"{where}: labels must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]"
+        )
+    return labels.astype(np.int64)
+
+
+def softmax_cross_entropy(logits, labels):
+    """-log softmax(logits)_y per example, (N,), and the gradient of its batch mean, like logits.
+
+    logits (N, C) of one floating dtype; labels (N,) integers in [0, C). With p = softmax(l),
+    p_c = exp(l_c) / sum_j exp(l_j):
+
+        loss_n = -log p_{y_n} = logsumexp(l_n) - l_{n, y_n},
+        d loss_n / d l_{n,c} = p_{n,c} - [c = y_n]   (softmax - onehot), divided by N for the mean.
+
+    Computed stably: logsumexp(l) = m + log sum_j exp(l_j - m) with m = max_j l_j, so no exp
+    overflows and the largest term is exp(0) = 1 (no log(0)); p = exp(l - logsumexp(l)).
+    """
+    if not isinstance(logits, np.ndarray) or logits.ndim != 2 or not np.issubdtype(logits.dtype, np.floating):
+        raise ValueError(
+            f"softmax_cross_entropy: expected floating logits of shape (N, num_classes), got "
+            f"{getattr(logits, 'dtype', type(logits).__name__)} {getattr(logits, 'shape', '')}"
+        )
+    check_batch(logits, "softmax_cross_entropy")
+    N, C = logits.shape
+    labels = check_labels(labels, N, C, "softmax_cross_entropy")
+    shifted = logits - logits.max(axis=1, keepdims=True)  # (N, C), each row's largest entry is 0
+    log_sum = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))  # (N, 1), in [0, log C]
+    log_p = shifted - log_sum  # (N, C): log softmax
+    rows = np.arange(N)
+    loss = -log_p[rows, labels]  # (N,)
+    dlogits = np.exp(log_p)  # (N, C): softmax
+    dlogits[rows, labels] -= 1.0
+    return loss, dlogits * (1.0 / N)

@@ -3,6 +3,8 @@
     rng = np.random.default_rng(0)
     mean_elbo(model, test_x, rng)             # nats per image (higher is better)
     mean_iwae_bound(model, test_x, 100, rng)  # a tighter lower bound on log p(x)
+    latent_statistics(model, test_x)          # KL per latent dimension, active units
+    accuracy(classifier, test_x, test_labels) # a classifier's fraction of right answers
 """
 
 import numpy as np
@@ -11,25 +13,58 @@ from .module import check_int
 from .objectives import elbo, iwae_bound
 
 
-def _batches(x, batch_size):
+def _batches(x, batch_size, y=None):
+    """Consecutive batches (x[i:j], y[i:j]), y[i:j] None if y is."""
     batch_size = check_int(batch_size, "batch_size", "evaluate", 1)
     for start in range(0, x.shape[0], batch_size):
-        yield x[start : start + batch_size]
+        yield x[start : start + batch_size], None if y is None else y[start : start + batch_size]
 
 
-def mean_elbo(model, x, rng, batch_size=500):
-    """Mean over x (N, ...) of the one-sample ELBO per example (objectives.elbo), in nats."""
-    return float(np.concatenate([elbo(model, b, rng) for b in _batches(x, batch_size)]).mean())
+def mean_elbo(model, x, rng, batch_size=500, y=None):
+    """Mean over x (N, ...) of the one-sample ELBO per example (objectives.elbo), in nats.
+
+    y: the labels (N,) of a conditional model (here and below): then of log p(x | y).
+    """
+    return float(np.concatenate([elbo(model, b, rng, yb) for b, yb in _batches(x, batch_size, y)]).mean())
 
 
-def mean_iwae_bound(model, x, k, rng, batch_size=250):
+def mean_iwae_bound(model, x, k, rng, batch_size=250, y=None):
     """Mean over x (N, ...) of the k-sample importance-weighted bound on log p(x), in nats."""
-    return float(np.concatenate([iwae_bound(model, b, k, rng) for b in _batches(x, batch_size)]).mean())
+    return float(np.concatenate([iwae_bound(model, b, k, rng, yb) for b, yb in _batches(x, batch_size, y)]).mean())
 
 
-def latent_means(model, x, batch_size=500):
+def latent_means(model, x, batch_size=500, y=None):
     """The posterior means mu(x), (N, latent_dim)."""
-    return np.concatenate([model.encode(b)[0] for b in _batches(x, batch_size)])
+    return np.concatenate([model.encode(b, yb)[0] for b, yb in _batches(x, batch_size, y)])
+
+
+def accuracy(classifier, x, labels, batch_size=500):
+    """The fraction of x (N, ...) that ``classifier.predict`` assigns to its label (N,)."""
+    predicted = np.concatenate([classifier.predict(b) for b, _ in _batches(x, batch_size)])
+    return float(np.mean(predicted == labels))
+
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x(E_q[z_d | x]) > 0.01
+
+
+def latent_statistics(model, x, batch_size=500, threshold=ACTIVE_UNIT_THRESHOLD, y=None):
+    """Where the KL goes, per latent dimension d, over the data set x (N, ...). Returns a dict:
+
+    "kl_per_dim": mean over x of KL(q(z_d | x) || N(0, 1)) = 1/2 (mu_d^2 + exp(logvar_d) - 1 - logvar_d),
+        a list of L floats (nats) that sums to the mean KL of the ELBO;
+    "mu_variance": Var_x(mu_d(x)), how much the posterior mean of z_d moves across the data;
+    "active": [Var_x(mu_d) > threshold per d]; "active_units": how many are (Burda et al. 2016).
+    A dimension that is inactive carries no information about x: its posterior collapsed to the prior.
+    """
+    kl_sum, mus = 0.0, []
+    for b, yb in _batches(x, batch_size, y):
+        mu, logvar = (a.astype(np.float64) for a in model.encode(b, yb))  # (n, L) each
+        kl_sum = kl_sum + np.sum(0.5 * (mu * mu + np.exp(logvar) - 1.0 - logvar), axis=0)  # (L,)
+        mus.append(mu)
+    variance = np.concatenate(mus).var(axis=0)  # (L,)
+    active = variance > threshold
+    return {"kl_per_dim": (kl_sum / x.shape[0]).tolist(), "mu_variance": variance.tolist(),
+            "active": active.tolist(), "active_units": int(active.sum())}  # fmt: skip
 
 
 def pca(z, n_components=2):

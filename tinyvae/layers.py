@@ -417,3 +417,51 @@ class Sequential(Module):
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
         return dout
+
+
+# --------------------------------------------------------------------------------------
+# Conditioning on a class label (appended block: the conditional VAE)
+# --------------------------------------------------------------------------------------
+
+
+class Condition(Module):
+    """x (M, D) -> [x | onehot(y)] (M, D + num_classes): the label joins the features, via :class:`Concat`.
+
+    The labels come from outside the data path: the model calls ``set_labels(y)`` with y (N,)
+    before each pass. x may have M = r * N rows (r samples per example, row i * N + n belonging
+    to example n, as in an importance-weighted pass); the one-hot is then repeated r times.
+    The label is an input, not a parameter: the backward returns only dx = dout[:, :D].
+    """
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.num_classes = check_int(num_classes, "num_classes", "Condition", 2)
+        self.joiner = Concat()
+        self._onehot = None
+
+    def config(self):
+        return {"num_classes": self.num_classes}
+
+    def set_labels(self, onehot):
+        """The one-hot labels (N, num_classes) of the examples of the next passes."""
+        if onehot.ndim != 2 or onehot.shape[1] != self.num_classes:
+            raise ValueError(f"{self!r}: expected one-hot labels (N, {self.num_classes}), got {onehot.shape}")
+        self._onehot = onehot
+
+    def forward(self, x):
+        if self._onehot is None:
+            raise RuntimeError(f"{self!r}: no labels; the model sets them (set_labels) before the forward pass")
+        self._check_input(x, 2, f"(N, D) with N a multiple of the {len(self._onehot)} labels")
+        repeats, rest = divmod(x.shape[0], len(self._onehot))
+        if rest:
+            raise ValueError(f"{self!r}: {x.shape[0]} rows for {len(self._onehot)} labels; expected a multiple")
+        onehot = np.tile(self._onehot.astype(x.dtype, copy=False), (repeats, 1))  # (M, num_classes)
+        out = self.joiner.forward([x, onehot])  # (M, D + num_classes)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        """dout (M, D + num_classes) -> dx (M, D): the one-hot columns' gradient goes nowhere."""
+        self._check_dout(dout)
+        dx, _ = self.joiner.backward(dout)
+        return dx

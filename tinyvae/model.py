@@ -1,4 +1,5 @@
-"""The VAE: encoder -> posterior q(z | x) -> decoder -> likelihood p(x | z), wired together.
+"""The VAE: encoder -> posterior q(z | x) -> decoder -> likelihood p(x | z), wired together;
+and a Classifier, a network whose logits go through :func:`tinyvae.softmax_cross_entropy`.
 
 The model holds the pieces; the arithmetic lives with them: the posterior and the
 likelihoods in :mod:`tinyvae.distributions`, the loss and its backward pass in
@@ -8,7 +9,8 @@ likelihoods in :mod:`tinyvae.distributions`, the loss and its backward pass in
 import numpy as np
 
 from . import objectives
-from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian
+from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, check_labels, softmax_cross_entropy
+from .layers import Condition
 from .module import Module, check_batch, check_int
 
 
@@ -19,9 +21,14 @@ class VAE(Module):
     diagonal-Gaussian posterior. The decoder maps z (N, latent_dim) to (N, *input_shape):
     Bernoulli logits, or Gaussian means for ``likelihood="gaussian"`` (fixed ``sigma``).
     ``config`` is what :func:`tinyvae.build_vae` needs to rebuild the architecture.
+
+    A conditional VAE (``num_classes`` = K, Sohn et al. 2015) has :class:`tinyvae.layers.Condition`
+    layers in its encoder and decoder, which join the one-hot label of each example: q(z | x, y)
+    and p(x | z, y). Its methods then take the labels ``y`` (N,), integers in [0, K).
     """
 
-    def __init__(self, encoder, decoder, latent_dim, input_shape, likelihood="bernoulli", sigma=1.0, config=None):
+    def __init__(self, encoder, decoder, latent_dim, input_shape, likelihood="bernoulli", sigma=1.0, config=None,
+                 num_classes=None):  # fmt: skip
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"VAE: likelihood must be one of {tuple(LIKELIHOODS)}, got {likelihood!r}")
@@ -33,6 +40,13 @@ class VAE(Module):
         self.likelihood = Gaussian(sigma) if likelihood == "gaussian" else LIKELIHOODS[likelihood]()
         self.sigma = float(sigma)
         self._config = dict(config or {})
+        self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", "VAE", 2)
+        self._conditions = [m for m in _modules(self) if isinstance(m, Condition)]
+        if {m.num_classes for m in self._conditions} != ({self.num_classes} if self.num_classes else set()):
+            raise ValueError(
+                f"VAE: num_classes={self.num_classes}, but the encoder and decoder condition on "
+                f"{sorted(m.num_classes for m in self._conditions) or 'no labels'}; they must agree"
+            )
 
     def config(self):
         """The preset and its arguments: ``build_vae(**model.config(), rng=rng)`` rebuilds the architecture."""
@@ -51,6 +65,7 @@ class VAE(Module):
             "input_shape": list(self.input_shape),
             "likelihood": self.likelihood.name,
             "sigma": self.sigma,
+            **({"num_classes": self.num_classes} if self.num_classes else {}),
             "encoder": self.encoder.architecture(),
             "decoder": self.decoder.architecture(),
         }
@@ -63,35 +78,130 @@ class VAE(Module):
             raise ValueError(f"VAE: expected x of dtype {self.dtype} {expected}, got {x.dtype}")
         check_batch(x, "VAE")
 
+    def condition(self, y, n):
+        """Hand the one-hot of the labels y (n,) to the Condition layers; y must be None if not conditional."""
+        if self.num_classes is None:
+            if y is not None:
+                raise ValueError("VAE: labels y were given, but this model is not conditional (num_classes=None)")
+            return
+        if y is None:
+            raise ValueError(f"VAE: this conditional model (num_classes={self.num_classes}) needs labels y, shape ({n},)")
+        labels = check_labels(y, n, self.num_classes, "VAE")
+        onehot = np.eye(self.num_classes, dtype=self.dtype)[labels]  # (n, K)
+        for layer in self._conditions:
+            layer.set_labels(onehot)
+
     # -- the pieces -----------------------------------------------------------------------------
-    def encode(self, x):
-        """q(z | x): returns (mu, logvar), each (N, latent_dim)."""
+    def encode(self, x, y=None):
+        """q(z | x) (or q(z | x, y)): returns (mu, logvar), each (N, latent_dim)."""
         self._check_x(x)
+        self.condition(y, x.shape[0])
         return self.posterior.split(self.encoder.forward(x))  # h (N, 2L) = [mu | logvar]
 
-    def decode(self, z):
-        """p(x | z)'s parameters: logits (Bernoulli) or means (Gaussian), (N, *input_shape)."""
+    def decode(self, z, y=None):
+        """p(x | z) (or p(x | z, y))'s parameters: logits (Bernoulli) or means (Gaussian), (N, *input_shape)."""
+        self.condition(y, z.shape[0])
         return self.decoder.forward(z)
 
     def mean(self, decoded):
         """E[x | z] from the decoder's output: sigmoid(logits) or the Gaussian mean itself."""
         return self.likelihood.mean(decoded)
 
-    def reconstruct(self, x):
-        """Decode the posterior mean: E[x | z = mu(x)], (N, *input_shape)."""
-        mu, _ = self.encode(x)
-        return self.mean(self.decode(mu))
+    def reconstruct(self, x, y=None):
+        """Decode the posterior mean: E[x | z = mu(x)], (N, *input_shape); conditional: y (N,) both ways."""
+        mu, _ = self.encode(x, y)
+        return self.mean(self.decode(mu, y))
 
-    def sample(self, n, rng):
-        """Draw z ~ N(0, I) from ``rng`` and return E[x | z], (n, *input_shape)."""
+    def sample(self, n, rng, y=None):
+        """Draw z ~ N(0, I) from ``rng`` and return E[x | z] (conditional: E[x | z, y], y (n,)), (n, *input_shape)."""
         z = rng.standard_normal((n, self.latent_dim), dtype=self.dtype)
-        return self.mean(self.decode(z))
+        return self.mean(self.decode(z, y))
 
     # -- the objective ----------------------------------------------------------------------------
-    def loss_and_grads(self, x, rng=None, eps=None, beta=1.0):
-        """The negative ELBO's terms for one batch ({"loss", "reconstruction", "kl"}), filling ``grads``.
+    def loss_and_grads(self, x, rng=None, eps=None, beta=1.0, objective="elbo", k=None, y=None):
+        """Forward and backward pass of the training objective for one batch; fills ``grads``.
 
-        See :func:`tinyvae.objectives.negative_elbo`; give ``rng`` or a fixed ``eps`` (N, latent_dim).
+        objective "elbo": the negative ELBO (:func:`tinyvae.objectives.negative_elbo`), one
+            sample per example; returns {"loss", "reconstruction", "kl"}; eps (N, latent_dim).
+        objective "iwae": the negative k-sample importance-weighted bound
+            (:func:`tinyvae.objectives.negative_iwae`); returns {"loss", "iwae_bound",
+            "reconstruction", "kl"}; eps (k, N, latent_dim); k defaults to eps.shape[0].
+        Give ``rng`` or a fixed ``eps``. Every value is a batch mean in nats per example.
+        A conditional model takes the labels ``y`` (N,): the terms are those of log p(x | y).
         """
         self._check_x(x)
-        return objectives.negative_elbo(self, x, rng=rng, eps=eps, beta=beta)
+        self.condition(y, x.shape[0])
+        if objective not in objectives.OBJECTIVES:
+            raise ValueError(f"VAE: objective must be one of {tuple(objectives.OBJECTIVES)}, got {objective!r}")
+        if objective == "elbo":
+            if k not in (None, 1):
+                raise ValueError(f"VAE: objective 'elbo' takes one sample per example; k={k!r} is for 'iwae'")
+            return objectives.negative_elbo(self, x, rng=rng, eps=eps, beta=beta)
+        if k is None:
+            if eps is None:
+                raise ValueError("VAE: objective 'iwae' needs k, the number of samples per example (or eps (k, N, L))")
+            k = eps.shape[0]
+        return objectives.negative_iwae(self, x, k, rng=rng, eps=eps, beta=beta)
+
+
+def _modules(module):
+    """``module`` and every module below it."""
+    yield module
+    for child in module._children.values():
+        yield from _modules(child)
+
+
+class Classifier(Module):
+    """A network from images (N, *input_shape) to logits (N, num_classes), trained on softmax cross-entropy.
+
+    ``config`` is what :func:`tinyvae.build_vae` (which builds every preset) needs to rebuild it,
+    so ``tinyvae.checkpoint.load_run(out)`` loads a saved classifier too.
+    """
+
+    def __init__(self, network, num_classes, input_shape, config=None):
+        super().__init__()
+        self.network = network
+        self._children = {"network": network}
+        self.num_classes = check_int(num_classes, "num_classes", "Classifier", 2)
+        self.input_shape = tuple(check_int(s, "input_shape", "Classifier", 1) for s in input_shape)
+        self._config = dict(config or {})
+
+    def config(self):
+        return dict(self._config)
+
+    def __repr__(self):
+        return f"Classifier(num_classes={self.num_classes},\n network={self.network!r})"
+
+    def architecture(self):
+        """A JSON-able description of the model, compared when a checkpoint is loaded."""
+        return {"num_classes": self.num_classes, "input_shape": list(self.input_shape),
+                "network": self.network.architecture()}  # fmt: skip
+
+    def _check_x(self, x):
+        expected = f"(N, {', '.join(map(str, self.input_shape))}) {self.dtype}"
+        if not isinstance(x, np.ndarray) or x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
+            raise ValueError(f"Classifier: expected x of shape {expected}, got shape {getattr(x, 'shape', type(x))}")
+        if x.dtype != self.dtype:
+            raise ValueError(f"Classifier: expected x of dtype {self.dtype} {expected}, got {x.dtype}")
+        check_batch(x, "Classifier")
+
+    def logits(self, x):
+        """The unnormalized log-probabilities of the classes, (N, num_classes)."""
+        self._check_x(x)
+        return self.network.forward(x)
+
+    def predict(self, x):
+        """The most probable class of each image, (N,) int64."""
+        return np.argmax(self.logits(x), axis=1)
+
+    def loss_and_grads(self, x, y, rng=None):
+        """Forward and backward pass of the mean softmax cross-entropy of labels y (N,); fills ``grads``.
+
+        Returns {"loss": nats per example, "accuracy": the fraction of the batch classified right}.
+        ``rng`` is not used (nothing here is random); :func:`tinyvae.train` passes one to every model.
+        """
+        logits = self.logits(x)  # (N, num_classes)
+        loss, dlogits = softmax_cross_entropy(logits, y)  # (N,), (N, num_classes): (softmax - onehot) / N
+        self.network.backward(dlogits)
+        correct = np.argmax(logits, axis=1) == y
+        return {"loss": float(np.mean(loss, dtype=np.float64)), "accuracy": float(np.mean(correct))}

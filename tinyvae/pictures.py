@@ -15,7 +15,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .evaluate import latent_means, pca
+from .evaluate import ACTIVE_UNIT_THRESHOLD, latent_means, latent_statistics, pca
 from .fileio import atomic_write
 
 
@@ -144,7 +144,7 @@ def curves(plt, run):
     """Each training term per step (from metrics.jsonl) against the epoch; the test -ELBO per epoch with the loss."""
     if not run.metrics:
         raise Skip("no training steps yet")
-    terms = [k for k in run.metrics[0] if k not in ("epoch", "step", "n_steps", "images_per_s")]
+    terms = [k for k in run.metrics[0] if k not in ("epoch", "step", "n_steps", "images_per_s", "beta")]
     fig, axes = plt.subplots(1, len(terms), figsize=(4.3 * len(terms), 3.8), constrained_layout=True, squeeze=False)
     when = [m["epoch"] - 1 + m["step"] / m["n_steps"] for m in run.metrics]  # fractional epoch at each step's end
     for ax, term in zip(axes[0], terms):
@@ -158,6 +158,24 @@ def curves(plt, run):
     return fig
 
 
+def kl_per_dim(plt, run):
+    """The test set's mean KL per latent dimension, largest first; active units (Burda et al.) in colour."""
+    stats = latent_statistics(run.model, run.test_x)
+    kl = np.asarray(stats["kl_per_dim"])  # (L,)
+    order = np.argsort(-kl, kind="stable")
+    active = np.asarray(stats["active"])[order]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(kl) + 1.5), 3.6), constrained_layout=True)
+    ax.bar(np.arange(len(kl)), kl[order], color=np.where(active, "tab:blue", "tab:gray"))
+    ax.set_xticks(np.arange(len(kl)), [str(d) for d in order], fontsize=7 if len(kl) > 20 else 9)
+    ax.bar([0], [0], color="tab:blue", label=f"active: Var_x(mu_d) > {ACTIVE_UNIT_THRESHOLD}")  # legend entries
+    ax.bar([0], [0], color="tab:gray", label="inactive (collapsed to the prior)")
+    ax.legend(fontsize=8)
+    ax.set(xlabel="latent dimension d (sorted by KL)", ylabel="mean KL(q(z_d | x) || N(0, 1)), nats",
+           title=f"KL per dimension on {len(run.test_x)} test images: {stats['active_units']} of {len(kl)} "
+           f"units active, total KL {kl.sum():.2f} nats")  # fmt: skip
+    return fig
+
+
 PICTURES = {
     "reconstructions.png": reconstructions,
     "samples.png": samples,
@@ -165,6 +183,7 @@ PICTURES = {
     "manifold.png": manifold,
     "interpolation.png": interpolation,
     "curves.png": curves,
+    "kl_per_dim.png": kl_per_dim,
 }
 
 

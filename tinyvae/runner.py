@@ -16,16 +16,19 @@ An example script gives the runner what is specific to it and nothing else:
 The runner adds the common flags (COMMON_FLAGS, and --resume, --overwrite, --debug), then:
 chooses the backend (--backend > TINYVAE_BACKEND > a resumed run's > numba if importable, else numpy), locks
 --out against a second writer, refuses to replace a run there unless --resume or --overwrite,
-trains one epoch at a time (progress inside each epoch; a NaN or a non-finite result stops
-the run before its checkpoint, so the last good one stays), evaluates the test ELBO every
-epoch and the IWAE bound at the end, and writes everything atomically into --out:
+trains one epoch at a time with --objective (elbo or iwae with --k samples) and beta
+(--beta, warmed up linearly over --warmup-epochs), with progress inside each epoch (a NaN or
+a non-finite result stops the run before its checkpoint, so the last good one stays),
+evaluates the test ELBO, the KL per latent dimension and the active units every epoch and
+the IWAE bound at the end, and writes everything atomically into --out:
 
     checkpoint.json + checkpoint-epochNNNN.npz   the latest epoch (tinyvae/checkpoint.py)
     metrics.jsonl            one JSON line per optimizer step: epoch, step, n_steps, each term, images_per_s
     samples-epochNNN.png     decoded samples from one fixed z after each epoch (000: before training)
     samples.gif              those frames, animated
     <pictures>               the pictures given (tinyvae/pictures.py), drawn at the end
-    summary.json             config, per-epoch history, test ELBO, IWAE bound, timings, files
+    summary.json             config, per-epoch history, test ELBO, IWAE bound, KL per latent dimension,
+                             active units, timings, files
     tinyvae.lock             held (flock) while a run writes into --out
 
 Expected failures (bad flags or data, checkpoint errors, a NaN stop) print one message and
@@ -47,12 +50,13 @@ import numpy as np
 
 from .backend import CHOICES, get_backend, set_backend
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .evaluate import ACTIVE_UNIT_THRESHOLD, latent_statistics
 from .fileio import atomic_write
 from .objectives import elbo, iwae_bound
 from .optim import Adam
 from .pictures import PictureRun, Skip, check_channels, save_figure, save_frame, save_gif
 from .progress import Progress
-from .train import NonFiniteLossError, train
+from .train import NonFiniteLossError, linear_warmup, train
 
 LOCK_NAME = "tinyvae.lock"
 EVAL_SEED = 1  # seeds the eps of every evaluation, so epochs are compared on the same draws
@@ -100,6 +104,11 @@ COMMON_FLAGS = [
     Flag("--batch-size", 64, "images per optimizer step", int, low=1),
     Flag("--lr", 1e-3, "Adam learning rate", float, low=0, strict=True),
     Flag("--beta", 1.0, "weight of the KL term (1: the ELBO; beta-VAE otherwise)", float, low=0),
+    Flag("--warmup-epochs", 0.0, "KL warm-up: beta rises linearly from 0 to --beta over this many epochs, step by "
+         "step (0: no warm-up)", float, low=0),
+    Flag("--objective", "elbo", "training objective: elbo (one sample per image) or iwae (the k-sample "
+         "importance-weighted bound of Burda et al., --k samples)", choices=("elbo", "iwae")),
+    Flag("--k", 5, "importance samples per training image for --objective iwae", int, low=1),
     Flag("--seed", 0, "seeds initialization, shuffling, data sampling, eps and pictures", int, low=0),
     Flag("--backend", None, "kernel backend (default: TINYVAE_BACKEND if set, else numba if importable, else numpy)",
          choices=CHOICES, run_setting=False),
@@ -389,13 +398,18 @@ def check_data_fits(model, data):
                            "load_data must return the model's shape and dtype")  # fmt: skip
 
 
+def loss_kwargs(cfg):
+    """The objective's arguments for ``model.loss_and_grads``, from --objective and --k."""
+    return {"objective": "iwae", "k": cfg["k"]} if cfg["objective"] == "iwae" else {}
+
+
 def _warm_up_numba(model, data, cfg):
     """Compile the Numba kernels on two images before the clock starts; says so (first run only, cached after)."""
     print("compiling Numba kernels (first run only, ~15 s)", flush=True)
     started = time.perf_counter()
     rng = np.random.default_rng(0)  # not the training RNG: warming up changes nothing in the run
     batch = data.train_x[:2] if data.transform is None else data.transform(data.train_x[:2], rng)
-    model.loss_and_grads(batch, rng=rng, beta=cfg["beta"])
+    model.loss_and_grads(batch, rng=rng, beta=cfg["beta"], **loss_kwargs(cfg))
     Adam({k: v.copy() for k, v in model.params.items()}, lr=cfg["lr"]).step(model.grads)
     elbo(model, data.test_x[:2], rng)
     print(f"Numba kernels ready in {time.perf_counter() - started:.1f} s", flush=True)
@@ -452,19 +466,24 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         save_epoch_frame(0)
         print(f"new run in {out}")
     settings = ", ".join(f"{k} {v}" for k, v in model.config().items())
+    objective = "ELBO" if cfg["objective"] == "elbo" else f"IWAE bound, k={cfg['k']}"
+    warmup = f" (warmed up over {cfg['warmup_epochs']:g} epochs)" if cfg["warmup_epochs"] else ""
     print(f"model: {settings}; {sum(p.size for p in model.params.values())} parameters; Adam lr {cfg['lr']}, "
-          f"batch {cfg['batch_size']}, beta {cfg['beta']}")  # fmt: skip
+          f"batch {cfg['batch_size']}, objective {objective}, beta {cfg['beta']}{warmup}")  # fmt: skip
     if backend == "numba" and start_epoch < cfg["epochs"]:
         _warm_up_numba(model, data, cfg)
 
     progress = Progress()
     n_train, batch_size = len(data.train_x), cfg["batch_size"]
+    n_steps = -(-n_train // batch_size)
     last_step = [None]
+    beta = linear_warmup(cfg["beta"], cfg["warmup_epochs"])  # a function of the step: resumes exactly
 
     def on_batch(epoch, step, n_steps, terms):
         now = time.perf_counter()
         images = min(batch_size, n_train - (step - 1) * batch_size)
         metrics.append({"epoch": epoch, "step": step, "n_steps": n_steps, **terms,
+                        **({"beta": beta(epoch, step, n_steps)} if cfg["warmup_epochs"] else {}),
                         "images_per_s": images / (now - last_step[0])})  # fmt: skip
         last_step[0] = now
         progress.on_batch(epoch, step, n_steps, terms, epochs=cfg["epochs"])
@@ -479,12 +498,14 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         last_step[0] = time.perf_counter()
         try:
             (stats,) = train(model, optimizer, data.train_x, epochs=epoch, start_epoch=epoch - 1,
-                             batch_size=batch_size, rng=train_rng, beta=cfg["beta"], transform=data.transform,
-                             on_batch=on_batch)  # fmt: skip
+                             batch_size=batch_size, rng=train_rng, beta=beta, loss_kwargs=loss_kwargs(cfg),
+                             transform=data.transform, on_batch=on_batch)  # fmt: skip
         except NonFiniteLossError as err:
             progress.finish()
             raise RunError(f"{err}\nThe last good checkpoint (epoch {epoch - 1}) is intact: "
                            f"{out / 'checkpoint.json'}") from err  # fmt: skip
+        terms = [k for k in stats if k not in ("epoch", "loss", "seconds", "images_per_s")]  # the model's own
+        stats["beta"] = beta(epoch, n_steps, n_steps)  # at the epoch's last step
         eval_started = time.perf_counter()
         stats["test_elbo"] = evaluate_elbo()
         problem = _non_finite(model, stats["test_elbo"])
@@ -492,6 +513,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
             raise RunError(f"epoch {epoch}: {problem} (the training diverged on its last steps; lower --lr); stopped "
                            f"before writing its checkpoint.\nThe last good checkpoint (epoch {epoch - 1}) is intact: "
                            f"{out / 'checkpoint.json'}")  # fmt: skip
+        stats.update(latent_statistics(model, data.test_x, ELBO_BATCH))
         stats["eval_seconds"] = time.perf_counter() - eval_started
         stats["wall_seconds"] = stats["seconds"] + stats["eval_seconds"]
         history.append(stats)
@@ -500,10 +522,10 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         save_epoch_frame(epoch)
         elapsed = time.perf_counter() - started
         eta = elapsed / (epoch - start_epoch) * (cfg["epochs"] - epoch)
-        terms = [k for k in stats if k not in ("epoch", "loss", "seconds", "images_per_s", "test_elbo",
-                                               "eval_seconds", "wall_seconds")]  # fmt: skip
+        warming = f", beta {stats['beta']:.3g}" if cfg["warmup_epochs"] else ""
         print(f"epoch {epoch:3d}/{cfg['epochs']}  train loss {stats['loss']:7.2f} "
-              f"({', '.join(f'{k} {stats[k]:.2f}' for k in terms)})  test ELBO {stats['test_elbo']:8.2f}  "
+              f"({', '.join(f'{k} {stats[k]:.2f}' for k in terms)}{warming})  test ELBO {stats['test_elbo']:8.2f}  "
+              f"active units {stats['active_units']}/{model.latent_dim}  "
               f"{stats['images_per_s']:6.0f} img/s  {stats['wall_seconds']:5.1f}s  ETA {minutes(eta)}",
               flush=True)  # fmt: skip
         if cfg["time_limit"] and elapsed > 60 * cfg["time_limit"] and epoch < cfg["epochs"]:
@@ -517,6 +539,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
 
     # Evaluation on the whole test set: the ELBO, and the tighter importance-weighted bound.
     test_elbo = history[-1]["test_elbo"] if history else evaluate_elbo()
+    latents = latent_statistics(model, data.test_x, ELBO_BATCH)
     iwae = None
     if cfg["iwae_k"] > 0:
         iwae_started, rng, k = time.perf_counter(), np.random.default_rng(EVAL_SEED), cfg["iwae_k"]
@@ -542,6 +565,9 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         "epochs_done": history[-1]["epoch"] if history else 0,
         "test_elbo": test_elbo,
         "iwae": iwae,
+        "active_units": latents["active_units"],
+        "kl_per_dim": latents["kl_per_dim"],
+        "mu_variance": latents["mu_variance"],
         "history": history,
         "train_seconds": sum(h["wall_seconds"] for h in history),
         "pictures": drawn,
@@ -551,6 +577,8 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     }
     write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     iwae_text = (f", IWAE bound (k={iwae['k']}) {iwae['log_px_bound']:.2f}" if iwae else "") + " nats/image"
+    print(f"active units {latents['active_units']}/{model.latent_dim} (posterior means varying with variance > "
+          f"{ACTIVE_UNIT_THRESHOLD} across the test set); KL per dimension in summary.json")
     print(f"test ELBO {test_elbo:.2f}{iwae_text} on {len(data.test_x)} test images{' (' + notes + ')' if notes else ''}"
           f"{'' if iwae else '; IWAE bound not computed (--iwae-k 0)'}; {backend} backend, "
           f"{plural(summary['epochs_done'], 'epoch')}, {minutes(summary['train_seconds'])} training; "

@@ -1,4 +1,9 @@
-"""A minimal, autograd-free training loop: shuffle, batch, forward+backward, optimizer step."""
+"""A minimal, autograd-free training loop: shuffle, batch, forward+backward, optimizer step.
+
+The KL weight beta is a number or a schedule, a function ``beta(epoch, step, n_steps)`` of
+the step about to be taken (epoch and step count from 1), e.g. :func:`linear_warmup`. A
+schedule depends on nothing but the step, so a resumed run gets the same betas.
+"""
 
 import time
 
@@ -22,6 +27,26 @@ def check_finite(terms, epoch, step):
             )
 
 
+def linear_warmup(beta, warmup_epochs):
+    """The schedule beta_t = beta * min(1, t / warmup_epochs), t = the epochs done before the step.
+
+    t = (epoch - 1) + (step - 1) / n_steps: 0 at the first step, rising every step, and
+    ``beta`` from epoch ``warmup_epochs + 1`` on. ``warmup_epochs = 0``: beta throughout.
+    """
+    if not (isinstance(beta, (int, float)) and np.isfinite(beta) and beta >= 0):
+        raise ValueError(f"linear_warmup: beta must be a finite number >= 0, got {beta!r}")
+    if not (isinstance(warmup_epochs, (int, float)) and np.isfinite(warmup_epochs) and warmup_epochs >= 0):
+        raise ValueError(f"linear_warmup: warmup_epochs must be a finite number >= 0, got {warmup_epochs!r}")
+
+    def schedule(epoch, step, n_steps):
+        if warmup_epochs == 0:
+            return float(beta)
+        done = (epoch - 1) + (step - 1) / n_steps
+        return float(beta) * min(1.0, done / warmup_epochs)
+
+    return schedule
+
+
 def train(
     model,
     optimizer,
@@ -31,6 +56,8 @@ def train(
     batch_size,
     rng,
     beta=1.0,
+    labels=None,
+    loss_kwargs=None,
     transform=None,
     start_epoch=0,
     on_batch=None,
@@ -43,6 +70,12 @@ def train(
         return an array of the model's dtype.
     rng: the single ``numpy.random.Generator`` for shuffling, ``transform`` and eps: the
         same seed (or the same saved ``rng.bit_generator.state``) gives the same run.
+    beta: the KL weight, a number or a schedule ``beta(epoch, step, n_steps)`` (see
+        :func:`linear_warmup`); None for models without one (a classifier).
+    labels: (N,) integer classes, shuffled with the images; each batch's go to the model as ``y=``.
+    loss_kwargs: more keyword arguments for ``model.loss_and_grads`` (e.g. ``{"objective":
+        "iwae", "k": 5}``). Each step calls ``model.loss_and_grads(batch, rng=rng, [beta=...,]
+        [y=...,] **loss_kwargs)``.
     on_batch(epoch, step, n_steps, terms): called after each optimizer step with the batch's
         terms, the dict returned by ``model.loss_and_grads`` ({"loss": ..., ...}).
     on_epoch(epoch, stats): called after each epoch with the epoch's stats dict ({"epoch", the
@@ -58,6 +91,10 @@ def train(
         raise ValueError(f"train: rng must be a numpy.random.Generator, got {type(rng).__name__}")
     check_batch(images, "train: images")
     n = images.shape[0]
+    if labels is not None and (not isinstance(labels, np.ndarray) or labels.shape != (n,)):
+        raise ValueError(f"train: labels must be an array of shape ({n},), one per image, "
+                         f"got {getattr(labels, 'shape', type(labels).__name__)}")  # fmt: skip
+    schedule = beta if callable(beta) or beta is None else (lambda epoch, step, n_steps: beta)
     n_steps = -(-n // batch_size)
     history = []
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -65,10 +102,16 @@ def train(
         order = rng.permutation(n)
         sums = {}
         for step in range(n_steps):
-            batch = images[order[step * batch_size : (step + 1) * batch_size]]
+            picked = order[step * batch_size : (step + 1) * batch_size]
+            batch = images[picked]
             if transform is not None:
                 batch = transform(batch, rng)
-            terms = model.loss_and_grads(batch, rng=rng, beta=beta)
+            kwargs = dict(loss_kwargs or {})
+            if schedule is not None:
+                kwargs["beta"] = schedule(epoch, step + 1, n_steps)
+            if labels is not None:
+                kwargs["y"] = labels[picked]
+            terms = model.loss_and_grads(batch, rng=rng, **kwargs)
             check_finite(terms, epoch, step + 1)
             optimizer.step(model.grads)
             for name, value in terms.items():

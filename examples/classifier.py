@@ -1,0 +1,135 @@
+"""Train a small conv classifier on MNIST, every gradient by hand, and save it.
+
+    python examples/classifier.py                      # 4 epochs: 99.05% test accuracy, ~2 minutes on 2 cores
+    python examples/classifier.py --epochs 1 --out runs/classifier-quick
+    python examples/classifier.py --help
+
+The network (tinyvae.conv_classifier): Conv 1->32 (5x5, stride 2) ReLU, Conv 32->64 (5x5,
+stride 2) ReLU, Flatten, Dense 3136->128 ReLU, Dense 128->10, trained with Adam on the mean
+softmax cross-entropy (tinyvae.softmax_cross_entropy), pixels scaled to [0, 1], the learning
+rate halved after every epoch (--lr-decay). Written into
+--out (default runs/classifier):
+
+    checkpoint.json + checkpoint-epochNNNN.npz   the latest epoch (tinyvae/checkpoint.py)
+    summary.json         config, per-epoch history (train loss and accuracy, test accuracy), timings
+
+Load the trained classifier back with
+
+    model = tinyvae.checkpoint.load_run("runs/classifier")   # in eval mode
+    model.predict(images)                                    # images (N, 1, 28, 28) float32 in [0, 1]
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in examples/mnist.py: faster on 2 shared cores
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import tinyvae  # noqa: E402
+from tinyvae.backend import CHOICES, get_backend, set_backend  # noqa: E402
+from tinyvae.checkpoint import save_checkpoint  # noqa: E402
+from tinyvae.datasets import load_mnist  # noqa: E402
+from tinyvae.evaluate import accuracy  # noqa: E402
+from tinyvae.runner import Flag, OutputLock, RunError, write_text  # noqa: E402
+
+FLAGS = [
+    Flag("--epochs", 4, "passes over the training set", int, low=0),
+    Flag("--batch-size", 64, "images per optimizer step", int, low=1),
+    Flag("--lr", 1e-3, "Adam learning rate of the first epoch", float, low=0, strict=True),
+    Flag("--lr-decay", 0.5, "the learning rate is multiplied by this after every epoch (1: constant)", float,
+         low=0, strict=True),
+    Flag("--seed", 0, "seeds initialization and shuffling", int, low=0),
+    Flag("--backend", None, "kernel backend (default: TINYVAE_BACKEND if set, else numba if importable, else numpy)",
+         choices=CHOICES),
+    Flag("--out", "runs/classifier", "directory for the checkpoint and summary.json"),
+    Flag("--data-dir", None, "read the four MNIST-format IDX files from this directory (default: the shipped MNIST)"),
+    Flag("--train-size", None, "use only the first N training images (default: all)", int, low=1),
+    Flag("--test-size", None, "use only the first N test images (default: all)", int, low=1),
+]  # fmt: skip
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    for flag in FLAGS:
+        shown = "" if flag.default is None else f" (default: {flag.default})"
+        parser.add_argument(flag.name, type=flag.parse, choices=flag.choices, default=flag.default,
+                            help=flag.help + shown)  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    return vars(parser.parse_args(argv))
+
+
+def to_input(images):
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1]."""
+    return (images[:, None] / np.float32(255.0)).astype(np.float32)
+
+
+def main(argv=None):
+    """Train, evaluate, save; returns the summary dict (also written to summary.json)."""
+    cfg = parse_args(argv)
+    try:
+        return _run(cfg)
+    except RunError as err:
+        sys.exit(str(err))
+
+
+def _run(cfg):
+    out = Path(cfg.pop("out"))
+    overwrite = cfg.pop("overwrite")
+    try:
+        set_backend(cfg["backend"] or os.environ.get("TINYVAE_BACKEND") or "auto")
+    except (ImportError, ValueError) as err:
+        raise RunError(f"backend: {err}") from err
+    cfg["backend"] = get_backend()
+    try:
+        data = load_mnist(cfg["data_dir"])
+    except (OSError, ValueError) as err:
+        raise RunError(f"data: {err}") from err
+    train_images, train_labels = data.train_images[: cfg["train_size"]], data.train_labels[: cfg["train_size"]]
+    test_x, test_labels = to_input(data.test_images[: cfg["test_size"]]), data.test_labels[: cfg["test_size"]]
+    out.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out):
+        if (out / "checkpoint.json").exists() and not overwrite:
+            raise RunError(f"{out} already holds a checkpoint; --overwrite replaces it, or choose another --out")
+        init_rng, train_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg["seed"]).spawn(2))
+        model = tinyvae.conv_classifier(10, rng=init_rng)
+        optimizer = tinyvae.Adam(model.params, lr=cfg["lr"])
+        print(f"backend {cfg['backend']}; {len(train_images)} training and {len(test_x)} test images; "
+              f"{sum(p.size for p in model.params.values())} parameters", flush=True)  # fmt: skip
+        history = []
+        save_checkpoint(out, model, optimizer, epoch=0, rng=train_rng, config=cfg, history=history)
+        for epoch in range(1, cfg["epochs"] + 1):
+            optimizer.lr = cfg["lr"] * cfg["lr_decay"] ** (epoch - 1)
+            try:
+                (stats,) = tinyvae.train(model, optimizer, train_images, labels=train_labels, epochs=epoch,
+                                         start_epoch=epoch - 1, batch_size=cfg["batch_size"], rng=train_rng,
+                                         beta=None, transform=lambda batch, rng: to_input(batch))  # fmt: skip
+            except tinyvae.NonFiniteLossError as err:
+                raise RunError(f"{err}\nThe last good checkpoint (epoch {epoch - 1}) is intact: {out}") from err
+            started = time.perf_counter()
+            stats["test_accuracy"] = accuracy(model, test_x, test_labels)
+            stats["eval_seconds"] = time.perf_counter() - started
+            history.append(stats)
+            save_checkpoint(out, model, optimizer, epoch=epoch, rng=train_rng, config=cfg, history=history)
+            print(f"epoch {epoch}/{cfg['epochs']}  train loss {stats['loss']:.4f}  train accuracy "
+                  f"{100 * stats['accuracy']:.2f}%  test accuracy {100 * stats['test_accuracy']:.2f}%  "
+                  f"{stats['images_per_s']:.0f} img/s  {stats['seconds']:.1f}s", flush=True)  # fmt: skip
+        test_accuracy = history[-1]["test_accuracy"] if history else accuracy(model, test_x, test_labels)
+        summary = {"config": cfg, "n_train": len(train_images), "n_test": len(test_x), "history": history,
+                   "test_accuracy": test_accuracy, "train_seconds": sum(h["seconds"] for h in history),
+                   "checkpoint": str(out / "checkpoint.json")}  # fmt: skip
+        write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    print(f"test accuracy {100 * test_accuracy:.2f}% on {len(test_x)} images after {len(history)} epochs "
+          f"({summary['train_seconds']:.0f} s of training); saved in {out}")  # fmt: skip
+    return summary
+
+
+if __name__ == "__main__":
+    main()
