@@ -301,3 +301,17 @@ def test_the_non_finite_stop_fires_alike_on_every_backend(backend, latent, finit
     else:
         with pytest.raises(NonFiniteLossError, match="the loss term 'kl' is inf"):
             train(model, SGD(model.params, lr=1e-30), images, epochs=1, batch_size=4, rng=rng)
+
+
+def test_train_can_show_its_progress_in_a_log(monkeypatch, capsys):
+    """progress=True: with stdout piped (as here), a line every PIPED_EVERY_S seconds (here: every step)."""
+    import tinyvae.progress as progress_module
+
+    monkeypatch.setattr(progress_module, "PIPED_EVERY_S", 0.0)
+    rng = np.random.default_rng(0)
+    model = tinyvae.mlp_vae(latent_dim=2, hidden=8, rng=rng)
+    images = (rng.random((64, 1, 28, 28)) < 0.3).astype(np.float32)
+    tinyvae.train(model, tinyvae.Adam(model.params), images, epochs=2, batch_size=8, rng=rng, progress=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 16 and lines[0].startswith("epoch 1/2: step 1/8 (12%) loss ")
+    assert lines[-1].startswith("epoch 2/2: step 8/8 (100%) loss ")

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from .module import check_batch, check_int
+from .progress import Progress
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -62,6 +63,7 @@ def train(
     start_epoch=0,
     on_batch=None,
     on_epoch=None,
+    progress=False,
 ):
     """Train ``model`` for epochs ``start_epoch + 1 .. epochs``; returns one dict per epoch.
 
@@ -81,6 +83,8 @@ def train(
     on_epoch(epoch, stats): called after each epoch with the epoch's stats dict ({"epoch", the
         epoch mean of every term, "seconds", "images_per_s"}) (e.g. to
         evaluate and write a checkpoint).
+    progress: True to show each epoch's progress on stdout (:class:`tinyvae.progress.Progress`:
+        a bar on a terminal, a line every 10 s in a log), besides any ``on_batch``.
     A NaN/Inf loss raises NonFiniteLossError before the step's update. The terms are batch
     means computed in float64, so the check fires at the same place on every backend.
     """
@@ -95,6 +99,7 @@ def train(
         raise ValueError(f"train: labels must be an array of shape ({n},), one per image, "
                          f"got {getattr(labels, 'shape', type(labels).__name__)}")  # fmt: skip
     schedule = beta if callable(beta) or beta is None else (lambda epoch, step, n_steps: beta)
+    shown = Progress().on_batch if progress else None
     n_steps = -(-n // batch_size)
     history = []
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -116,6 +121,8 @@ def train(
             optimizer.step(model.grads)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value * batch.shape[0]
+            if shown is not None:
+                shown(epoch, step + 1, n_steps, terms, epochs=epochs)
             if on_batch is not None:
                 on_batch(epoch, step + 1, n_steps, terms)
         seconds = time.perf_counter() - started
