@@ -124,7 +124,7 @@ def test_a_saved_classifier_loads_back_with_load_run(tmp_path):
 
 def test_classifier_refuses_bad_input():
     model = tiny_classifier(np.random.default_rng(0), np.float32)
-    with pytest.raises(ValueError, match=r"Classifier: expected x of shape \(N, 1, 6, 6\) float32, got shape"):
+    with pytest.raises(ValueError, match=r"Classifier: expected x of shape \(N, 1, 6, 6\), got shape"):
         model.predict(np.zeros((2, 36), np.float32))
     with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must lie in \[0, 3\)"):
         model.loss_and_grads(np.zeros((2, 1, 6, 6), np.float32), np.array([0, 5]))

@@ -43,3 +43,28 @@ def relative_error(analytic, numeric):
         return 0.0
     scale = max(np.max(np.abs(analytic)), np.max(np.abs(numeric)), 1e-12)
     return float(np.max(np.abs(analytic - numeric)) / scale)
+
+
+def layer_gradient_errors(layer, x, rng):
+    """Check a module's backward: {"dx": error, <param name>: error} against finite differences.
+
+    The recipe: a random G shaped like the output turns it into the scalar L = sum(out * G),
+    whose gradient with respect to the output is G; ``layer.backward(G)`` must then return
+    dL/dx and fill ``layer.grads``. Each is compared with :func:`numerical_gradient` of L by
+    :func:`relative_error`. ``x`` and the parameters must be float64.
+    """
+    out = layer.forward(x)
+    G = rng.standard_normal(out.shape)
+    dx = layer.backward(G)
+    if dx.shape != x.shape or layer.grads.keys() != layer.params.keys():
+        raise ValueError(f"{layer!r}: backward gave dx {dx.shape} for x {x.shape}, grads {sorted(layer.grads)} "
+                         f"for params {sorted(layer.params)}")  # fmt: skip
+    analytic = {"dx": dx, **{name: grad.copy() for name, grad in layer.grads.items()}}
+
+    def loss():
+        return float(np.sum(layer.forward(x) * G))
+
+    errors = {"dx": relative_error(analytic["dx"], numerical_gradient(loss, x))}
+    for name, param in layer.params.items():
+        errors[name] = relative_error(analytic[name], numerical_gradient(loss, param))
+    return errors

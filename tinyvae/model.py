@@ -11,7 +11,7 @@ import numpy as np
 from . import objectives
 from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, check_labels, softmax_cross_entropy
 from .layers import Condition
-from .module import Module, check_batch, check_int
+from .module import Module, check_input, check_int
 
 
 class VAE(Module):
@@ -70,14 +70,6 @@ class VAE(Module):
             "decoder": self.decoder.architecture(),
         }
 
-    def _check_x(self, x):
-        expected = f"(N, {', '.join(map(str, self.input_shape))}) {self.dtype}"
-        if not isinstance(x, np.ndarray) or x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
-            raise ValueError(f"VAE: expected x of shape {expected}, got shape {getattr(x, 'shape', type(x))}")
-        if x.dtype != self.dtype:
-            raise ValueError(f"VAE: expected x of dtype {self.dtype} {expected}, got {x.dtype}")
-        check_batch(x, "VAE")
-
     def condition(self, y, n):
         """Hand the one-hot of the labels y (n,) to the Condition layers; y must be None if not conditional."""
         if self.num_classes is None:
@@ -94,7 +86,7 @@ class VAE(Module):
     # -- the pieces -----------------------------------------------------------------------------
     def encode(self, x, y=None):
         """q(z | x) (or q(z | x, y)): returns (mu, logvar), each (N, latent_dim)."""
-        self._check_x(x)
+        check_input(x, self.input_shape, self.dtype, type(self).__name__)
         self.condition(y, x.shape[0])
         return self.posterior.split(self.encoder.forward(x))  # h (N, 2L) = [mu | logvar]
 
@@ -129,7 +121,7 @@ class VAE(Module):
         Give ``rng`` or a fixed ``eps``. Every value is a batch mean in nats per example.
         A conditional model takes the labels ``y`` (N,): the terms are those of log p(x | y).
         """
-        self._check_x(x)
+        check_input(x, self.input_shape, self.dtype, type(self).__name__)
         self.condition(y, x.shape[0])
         if objective not in objectives.OBJECTIVES:
             raise ValueError(f"VAE: objective must be one of {tuple(objectives.OBJECTIVES)}, got {objective!r}")
@@ -177,17 +169,9 @@ class Classifier(Module):
         return {"num_classes": self.num_classes, "input_shape": list(self.input_shape),
                 "network": self.network.architecture()}  # fmt: skip
 
-    def _check_x(self, x):
-        expected = f"(N, {', '.join(map(str, self.input_shape))}) {self.dtype}"
-        if not isinstance(x, np.ndarray) or x.shape[1:] != self.input_shape or x.ndim != len(self.input_shape) + 1:
-            raise ValueError(f"Classifier: expected x of shape {expected}, got shape {getattr(x, 'shape', type(x))}")
-        if x.dtype != self.dtype:
-            raise ValueError(f"Classifier: expected x of dtype {self.dtype} {expected}, got {x.dtype}")
-        check_batch(x, "Classifier")
-
     def logits(self, x):
         """The unnormalized log-probabilities of the classes, (N, num_classes)."""
-        self._check_x(x)
+        check_input(x, self.input_shape, self.dtype, type(self).__name__)
         return self.network.forward(x)
 
     def predict(self, x):

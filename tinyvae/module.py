@@ -124,6 +124,17 @@ def check_batch(x, where):
         raise ValueError(f"{where}: expected a batch of at least one example, got shape {x.shape}")
 
 
+def check_input(x, input_shape, dtype, where):
+    """A model's input: a non-empty array of shape (N, *input_shape) and the parameters' dtype."""
+    expected = f"(N, {', '.join(map(str, input_shape))})"
+    if not isinstance(x, np.ndarray) or x.ndim != len(input_shape) + 1 or x.shape[1:] != tuple(input_shape):
+        raise ValueError(f"{where}: expected x of shape {expected}, got shape {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype != dtype:
+        raise ValueError(f"{where}: expected x of dtype {dtype} (the parameters'), got {x.dtype}; "
+                         f"convert with x.astype(np.{dtype})")  # fmt: skip
+    check_batch(x, where)
+
+
 def check_int(value, name, where, minimum):
     """``value`` as an int >= ``minimum``; bools, floats and strings are refused."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
