@@ -422,7 +422,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     # Model, optimizer and the RNGs, all from --seed: init, training (shuffling, transform, eps), pictures, frames.
     init_rng, train_rng, picture_rng, frame_rng = (np.random.default_rng(s)
                                                    for s in np.random.SeedSequence(cfg["seed"]).spawn(4))  # fmt: skip
-    model = build_model(cfg, init_rng)
+    model = build_model(cfg, init_rng).eval()  # evaluation mode (BatchNorm: running statistics), but in train()
     optimizer = Adam(model.params, lr=cfg["lr"])
     saved_cfg = {k: v for k, v in cfg.items() if k != "out"}
     check_data_fits(model, data)
@@ -477,6 +477,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     started = time.perf_counter()
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         last_step[0] = time.perf_counter()
+        model.train()  # BatchNorm: batch statistics, running ones updated
         try:
             (stats,) = train(model, optimizer, data.train_x, epochs=epoch, start_epoch=epoch - 1,
                              batch_size=batch_size, rng=train_rng, beta=cfg["beta"], transform=data.transform,
@@ -485,6 +486,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
             progress.finish()
             raise RunError(f"{err}\nThe last good checkpoint (epoch {epoch - 1}) is intact: "
                            f"{out / 'checkpoint.json'}") from err  # fmt: skip
+        model.eval()
         eval_started = time.perf_counter()
         stats["test_elbo"] = evaluate_elbo()
         problem = _non_finite(model, stats["test_elbo"])
