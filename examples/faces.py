@@ -1,7 +1,7 @@
 """Train the faces VAE of "Generative Deep Learning" on RGB faces, then edit faces in latent space.
 
     python examples/faces.py                              # synthetic faces: under 10 minutes on 2 cores
-    python examples/faces.py --size 64 --n-train 10000 --epochs 10 --out runs/faces64
+    python examples/faces.py --size 32 --n-train 20000 --epochs 10 --out runs/faces32
     python examples/faces.py --data-dir ~/data --size 64  # a local CelebA copy (tinyvae/datasets/celeba.py)
     python examples/faces.py --resume                     # continue the run saved in --out
     python examples/faces.py --help
@@ -24,9 +24,16 @@ Written into --out (default runs/faces):
 The attribute vector is the mean code mu(x) of the test faces with the attribute minus that of
 those without (tinyvae/latent_edit.py), computed on the test set drawn into --out.
 
-Time of the default run (size 32, channels 16,32,32,32, 3000 synthetic training faces, 500 test
-faces, 8 epochs), measured with `time python examples/faces.py --out /tmp/faces-timing` on
-this 2-core machine while other agents' jobs shared it: see DEFAULTS below.
+Time of the default run (64 x 64, the book's channels 32,64,64,64, latent 200, sigma 0.1, 8000
+synthetic training faces, 500 test faces, 6 epochs, batch 64), measured with
+`time python examples/faces.py --out /tmp/faces-timing` (numba backend, one BLAS thread) on this
+2-core machine, which other agents' jobs shared: 3 min 9 s in all at load average ~1 (2 min 55 s
+training, ~290 images/s, ~30 s per epoch), and 4 min 22 s at load average 3-4 (4 min 3 s training,
+150-300 images/s); the rest is drawing the data, the test ELBO and the IWAE bound on the 500 test
+faces, data drawing, compiling and pictures the rest). At 32 x 32 the same network trained at about
+600 images/s. The numpy backend was not timed on this network: without Numba, use --size 32 or
+fewer --epochs. The samples after 6 epochs are face-like blobs; reconstructions
+keep pose, hair, skin and background colours; more epochs (--resume --epochs N) sharpen both.
 """
 
 import argparse
@@ -47,33 +54,33 @@ from tinyvae.latent_edit import add_attribute, attribute_vector, morph  # noqa: 
 from tinyvae.pictures import Skip, tile  # noqa: E402
 from tinyvae.runner import Data, Flag  # noqa: E402
 
-DEFAULTS = {"out": "runs/faces", "epochs": 8, "batch_size": 64, "lr": 1e-3, "iwae_k": 5, "test_size": 500}
+DEFAULTS = {"out": "runs/faces", "epochs": 6, "batch_size": 64, "lr": 1e-3, "iwae_k": 5, "test_size": 500}
 TRAIN_SEED, TEST_SEED = 0, 1  # the synthetic training and test faces (independent of --seed)
 FACTORS = np.arange(-3, 4)  # attribute arithmetic: z + factor * vector
 
 
 def channel_list(text):
-    """--channels: "16,32,32,32" -> [16, 32, 32, 32] (a list, as the checkpoint's JSON config holds it)."""
+    """--channels: "32,64,64,64" -> [32, 64, 64, 64] (a list, as the checkpoint's JSON config holds it)."""
     try:
         channels = [int(c) for c in text.split(",")]
     except ValueError:
         channels = []
     if not channels or min(channels) < 1:
-        raise argparse.ArgumentTypeError(f"expected channel counts >= 1 separated by commas, e.g. 16,32,32,32; "
+        raise argparse.ArgumentTypeError(f"expected channel counts >= 1 separated by commas, e.g. 32,64,64,64; "
                                          f"got {text!r}")  # fmt: skip
     return channels
 
 
 FLAGS = [
-    Flag("--size", 32, "image height and width", int, choices=(32, 64)),
-    Flag("--n-train", 3000, "synthetic training faces to draw (with --data-dir: use --train-size)", int, low=1),
+    Flag("--size", 64, "image height and width", int, choices=(32, 64)),
+    Flag("--n-train", 8000, "synthetic training faces to draw (with --data-dir: use --train-size)", int, low=1),
     Flag("--data-dir", None, "read CelebA (torchvision's or Kaggle's layout) from this directory instead of "
          "drawing synthetic faces", run_setting=False),
     Flag("--attribute", "Smiling", "the attribute of attribute_arithmetic.png (a CelebA attribute name; synthetic "
          f"faces have {', '.join(FACE_ATTRIBUTES)})", run_setting=False),
     Flag("--latent-dim", 200, "size of z", int, low=1),
-    Flag("--channels", [16, 32, 32, 32], "channels of the encoder's stride-2 convolutions (the decoder mirrors them)",
-         channel_list, default_text="16,32,32,32"),
+    Flag("--channels", [32, 64, 64, 64], "channels of the encoder's stride-2 convolutions (the decoder mirrors them)",
+         channel_list, default_text="32,64,64,64"),
     Flag("--sigma", 0.1, "standard deviation of the Gaussian likelihood on pixels in [0, 1]", float, low=0,
          strict=True),
 ]  # fmt: skip
