@@ -29,11 +29,12 @@ synthetic training faces, 500 test faces, 6 epochs, batch 64), measured with
 `time python examples/faces.py --out /tmp/faces-timing` (numba backend, one BLAS thread) on this
 2-core machine, which other agents' jobs shared: 3 min 9 s in all at load average ~1 (2 min 55 s
 training, ~290 images/s, ~30 s per epoch), and 4 min 22 s at load average 3-4 (4 min 3 s training,
-150-300 images/s); the rest is drawing the data, the test ELBO and the IWAE bound on the 500 test
-faces, data drawing, compiling and pictures the rest). At 32 x 32 the same network trained at about
-600 images/s. The numpy backend was not timed on this network: without Numba, use --size 32 or
-fewer --epochs. The samples after 6 epochs are face-like blobs; reconstructions
-keep pose, hair, skin and background colours; more epochs (--resume --epochs N) sharpen both.
+150-300 images/s); the rest is drawing the faces, the test ELBO each epoch, the IWAE bound, the
+Numba compilation and the pictures. At 32 x 32 the same network trained at about 600 images/s.
+The numpy backend was not timed on this network: without Numba, use --size 32 or fewer --epochs.
+After 6 epochs the reconstructions keep pose, hair, hat, skin and background colours but blur the
+small features (mouths, glasses), and the samples are face-like blobs; more epochs
+(--resume --epochs N) sharpen both.
 """
 
 import argparse
