@@ -14,7 +14,7 @@ from .model import VAE, Classifier
 from .module import Module
 from .optim import SGD, Adam
 from .norm import BatchNorm1D, BatchNorm2D
-from .presets import PRESETS, build_vae, conv_classifier, conv_vae, mlp_vae
+from .presets import PRESETS, build_vae, conv_classifier, conv_vae, faces_vae, mlp_vae
 from .train import NonFiniteLossError, linear_warmup, train
 
 __version__ = "0.1.0"
@@ -23,7 +23,7 @@ __all__ = [
     "Adam", "BatchNorm1D", "BatchNorm2D", "Bernoulli", "Classifier", "Concat", "Conv2D", "ConvTranspose2D", "Dense",
     "DiagonalGaussian", "Flatten", "Gaussian", "LeakyReLU", "Module", "NonFiniteLossError", "PRESETS", "ReLU",
     "Reparameterize", "Reshape", "SGD", "Sequential", "Sigmoid", "Split", "Tanh", "VAE", "bernoulli_nll", "build_vae",
-    "checkpoint", "conv_classifier", "conv_vae", "datasets", "distributions", "evaluate", "gaussian_nll",
+    "checkpoint", "conv_classifier", "conv_vae", "datasets", "distributions", "evaluate", "faces_vae", "gaussian_nll",
     "get_backend", "gradcheck", "kl_normal_standard", "linear_warmup", "load_run", "mlp_vae", "objectives",
     "set_backend", "softmax_cross_entropy", "train", "use_backend",
 ]

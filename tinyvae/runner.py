@@ -436,7 +436,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     # Model, optimizer and the RNGs, all from --seed: init, training (shuffling, transform, eps), pictures, frames.
     init_rng, train_rng, picture_rng, frame_rng = (np.random.default_rng(s)
                                                    for s in np.random.SeedSequence(cfg["seed"]).spawn(4))  # fmt: skip
-    model = build_model(cfg, init_rng)
+    model = build_model(cfg, init_rng).eval()  # evaluation mode (BatchNorm: running statistics), but in train()
     optimizer = Adam(model.params, lr=cfg["lr"])
     saved_cfg = {k: v for k, v in cfg.items() if k != "out"}
     check_data_fits(model, data)
@@ -496,6 +496,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     started = time.perf_counter()
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         last_step[0] = time.perf_counter()
+        model.train()  # BatchNorm: batch statistics, running ones updated
         try:
             (stats,) = train(model, optimizer, data.train_x, epochs=epoch, start_epoch=epoch - 1,
                              batch_size=batch_size, rng=train_rng, beta=beta, loss_kwargs=loss_kwargs(cfg),
@@ -506,6 +507,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
                            f"{out / 'checkpoint.json'}") from err  # fmt: skip
         terms = [k for k in stats if k not in ("epoch", "loss", "seconds", "images_per_s")]  # the model's own
         stats["beta"] = beta(epoch, n_steps, n_steps)  # at the epoch's last step
+        model.eval()
         eval_started = time.perf_counter()
         stats["test_elbo"] = evaluate_elbo()
         problem = _non_finite(model, stats["test_elbo"])
