@@ -4,6 +4,7 @@
     python examples/mnist.py --arch mlp --epochs 50 --out runs/mlp20
     python examples/mnist.py --arch mlp --objective iwae --k 5 --out runs/iwae5   # Burda et al.'s IWAE
     python examples/mnist.py --arch mlp --warmup-epochs 10 --out runs/warmup    # KL warm-up (beta 0 -> 1)
+    python examples/mnist.py --conditional --judge runs/classifier --out runs/cvae   # a CVAE, judged
     python examples/mnist.py --resume               # continue the run saved in --out
     python examples/mnist.py --help
 
@@ -17,6 +18,8 @@ Written into --out (default runs/mnist):
     interpolation.png    straight lines in latent space between pairs of test images, decoded
     curves.png           each training term per step, and the test ELBO per epoch (nats/image)
     kl_per_dim.png       the test set's KL per latent dimension, sorted; active units marked
+    classes.png          --conditional: samples, one row per class, the same z in each column
+    analogies.png        --conditional: test digits, each decoded as every class (its style, their class)
     samples-epochNNN.png, samples.gif   decoded samples of one fixed z after every epoch, animated
     metrics.jsonl        one line per optimizer step: epoch, step, each term, images/s
     summary.json         config, per-epoch history, test ELBO, IWAE bound, active units, KL per dimension,
@@ -27,6 +30,13 @@ Written into --out (default runs/mnist):
 its training terms are the loss (the negative bound), iwae_bound, reconstruction and the
 Monte-Carlo kl. Every epoch reports the active units: latent dimensions whose posterior mean
 varies across the test set with variance > 0.01 (Burda et al.); the others collapsed to the prior.
+
+--conditional trains a conditional VAE (Sohn et al. 2015): the label enters the encoder and
+the decoder, so the test ELBO and IWAE bound are those of log p(x | y), and z holds the style.
+--judge DIR names a classifier run (python examples/classifier.py --out DIR); after training,
+--judge-samples samples per class, the decoder's pixel probabilities E[x | z, y] as they are
+(the classifier was trained on grayscale digits in [0, 1], not on binary ones), are classified:
+the label accuracy, overall and per class, goes in the last line and summary.json.
 
 Numbers are in nats per image; the ELBO and the IWAE bound are lower bounds on log p(x)
 of the *binarized* test images, so they depend on how those were binarized (reported too).
@@ -67,8 +77,11 @@ FLAGS = [
          choices=("mnist", "fashion-mnist")),
     Flag("--data-dir", None, "read the four MNIST-format IDX files from this directory instead of --dataset",
          run_setting=False),
+    Flag("--conditional", False, "train a conditional VAE: the class label (one-hot) enters the encoder and the "
+         "decoder; draws classes.png and analogies.png", bool),
+    *runner.JUDGE_FLAGS,
 ]  # fmt: skip
-PICTURES = pictures.PICTURES
+PICTURES = {**pictures.PICTURES, **pictures.CONDITIONAL_PICTURES}  # the conditional ones skip unconditional models
 
 
 def load_data(cfg):
@@ -84,12 +97,12 @@ def load_data(cfg):
         how = f"dynamic (train: a fresh Bernoulli sample per epoch; test: one Bernoulli sample, seed {TEST_SEED})"
     fashion = cfg["dataset"] == "fashion-mnist" and not cfg["data_dir"]
     return Data(train_x, test_x, data.test_labels, FASHION_MNIST_CLASSES if fashion else None, transform,
-                notes={"binarization": how}, cmap="gray_r")  # fmt: skip
+                notes={"binarization": how}, cmap="gray_r", train_labels=data.train_labels)  # fmt: skip
 
 
 def build_model(cfg, rng):
     sizes = {"latent_dim": cfg["latent_dim"], **({"hidden": cfg["hidden"]} if cfg["arch"] == "mlp" else {})}
-    return tinyvae.build_vae(cfg["arch"], rng=rng, **sizes)
+    return tinyvae.build_vae(cfg["arch"], rng=rng, **sizes, **({"num_classes": 10} if cfg["conditional"] else {}))
 
 
 def main(argv=None):

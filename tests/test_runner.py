@@ -98,7 +98,9 @@ def test_pictures_skip_what_a_model_cannot_show():
     for draw, reason in ((pictures.manifold, "needs latent dim 2, the model has 3"),
                          (pictures.interpolation, "needs at least 2 test images, got 1"),
                          (pictures.latent, "needs at least 3 test images to scatter, got 1"),
-                         (pictures.curves, "no training steps yet")):  # fmt: skip
+                         (pictures.curves, "no training steps yet"),
+                         (pictures.classes, "for conditional models only"),
+                         (pictures.analogies, "for conditional models only")):  # fmt: skip
         with pytest.raises(pictures.Skip, match=reason):
             draw(None, one)
 
@@ -125,3 +127,33 @@ def test_without_matplotlib_the_run_goes_on_and_says_which_pictures_it_skipped(t
     assert set(summary["pictures_skipped"]) == {*pictures.PICTURES, "samples-epochNNN.png", "samples.gif"}
     assert sorted(p.name for p in out.iterdir() if p.suffix in (".png", ".gif")) == []
     assert (out / "summary.json").is_file() and (out / "metrics.jsonl").is_file()
+
+
+def test_the_runner_gives_a_conditional_model_its_labels_and_draws_every_picture_in_colour(tmp_path):
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((40, 3, 8, 8)).astype(np.float32), np.arange(40) % 3  # (N, C, H, W), (N,)
+    drawn = {**pictures.PICTURES, **pictures.CONDITIONAL_PICTURES}
+    out = tmp_path / "run"
+    summary = run(["--out", str(out), "--epochs", "1", "--batch-size", "16", "--backend", "numpy", "--iwae-k", "2"],
+                  description="A tiny colour CVAE.", flags=[],
+                  load_data=lambda cfg: Data(images[:32], images[32:], labels[32:], train_labels=labels[:32]),
+                  build_model=lambda cfg, rng: tinyvae.mlp_vae(2, hidden=8, input_shape=(3, 8, 8), rng=rng,
+                                                               num_classes=3),
+                  pictures=drawn)  # fmt: skip
+    assert set(summary["pictures"]) == set(drawn) and summary["pictures_skipped"] == {}
+    with Image.open(out / "samples-epoch001.png") as frame:  # one row per class, 8 columns
+        assert frame.mode == "RGB" and frame.size == (2 * 8 * 8, 2 * 8 * 3)
+
+
+@pytest.mark.parametrize("train_labels, message", [
+    (None, r"data: the model is conditional \(num_classes=3\), but load_data gave no training labels"),
+    (np.arange(32) % 4, r"data: the training labels: labels must lie in \[0, 3\), got values in \[0, 3\]"),
+])  # fmt: skip
+def test_a_conditional_model_without_fitting_labels_is_refused_before_training(tmp_path, train_labels, message):
+    images = np.random.default_rng(0).random((40, 3, 8, 8)).astype(np.float32)
+    with pytest.raises(SystemExit, match=message):
+        run(["--out", str(tmp_path / "run"), "--backend", "numpy"], description="A tiny colour CVAE.", flags=[],
+            load_data=lambda cfg: Data(images[:32], images[32:], np.zeros(8, int), train_labels=train_labels),
+            build_model=lambda cfg, rng: tinyvae.mlp_vae(2, hidden=8, input_shape=(3, 8, 8), rng=rng, num_classes=3),
+            pictures={})  # fmt: skip
+    assert not (tmp_path / "run" / "checkpoint.json").exists()

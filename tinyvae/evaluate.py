@@ -5,6 +5,7 @@
     mean_iwae_bound(model, test_x, 100, rng)  # a tighter lower bound on log p(x)
     latent_statistics(model, test_x)          # KL per latent dimension, active units
     accuracy(classifier, test_x, test_labels) # a classifier's fraction of right answers
+    label_accuracy(cvae, classifier, 1000, rng)  # how often a classifier sees the class a CVAE was asked for
 """
 
 import numpy as np
@@ -42,6 +43,41 @@ def accuracy(classifier, x, labels, batch_size=500):
     """The fraction of x (N, ...) that ``classifier.predict`` assigns to its label (N,)."""
     predicted = np.concatenate([classifier.predict(b) for b, _ in _batches(x, batch_size)])
     return float(np.mean(predicted == labels))
+
+
+def check_judge(model, classifier):
+    """Raise ValueError unless ``classifier`` can judge the samples of the conditional ``model``."""
+    from .model import Classifier
+
+    if getattr(model, "num_classes", None) is None:
+        raise ValueError("label_accuracy: the model is not conditional (num_classes None); there is no class to judge")
+    if not isinstance(classifier, Classifier):
+        raise ValueError(f"label_accuracy: the judge must be a Classifier, got a {type(classifier).__name__}")
+    theirs = (classifier.num_classes, tuple(classifier.input_shape), np.dtype(classifier.dtype).name)
+    ours = (model.num_classes, tuple(model.input_shape), np.dtype(model.dtype).name)
+    if theirs != ours:
+        raise ValueError(f"label_accuracy: the judge takes {theirs[0]} classes of {theirs[1]} {theirs[2]} images, "
+                         f"but the model makes {ours[0]} classes of {ours[1]} {ours[2]} images")  # fmt: skip
+
+
+def label_accuracy(model, classifier, n_per_class, rng, batch_size=500):
+    """Generate ``n_per_class`` samples of every class y with a conditional model, classify them; returns
+
+    {"overall": the fraction classified as the class they were drawn for, "per_class": that
+    fraction for each class (a list of num_classes floats), "n_per_class": n_per_class}.
+    A sample is E[x | z, y], z ~ N(0, I) from ``rng``: the decoder's pixel probabilities, used
+    as they are, not binarized. They lie in [0, 1] like the grayscale images a classifier trains
+    on (examples/classifier.py), while a Bernoulli draw would add pixel noise it never saw:
+    the judge would then rate that noise as much as the class.
+    """
+    check_judge(model, classifier)
+    n_per_class = check_int(n_per_class, "n_per_class", "label_accuracy", 1)
+    y = np.repeat(np.arange(model.num_classes), n_per_class)  # (K * n_per_class,) class by class
+    batch_size = check_int(batch_size, "batch_size", "label_accuracy", 1)
+    batches = (y[start : start + batch_size] for start in range(0, len(y), batch_size))
+    predicted = np.concatenate([classifier.predict(model.sample(len(yb), rng, y=yb)) for yb in batches])
+    right = (predicted == y).reshape(model.num_classes, n_per_class)  # (K, n_per_class)
+    return {"overall": float(right.mean()), "per_class": right.mean(axis=1).tolist(), "n_per_class": n_per_class}
 
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x(E_q[z_d | x]) > 0.01

@@ -20,7 +20,14 @@ trains one epoch at a time with --objective (elbo or iwae with --k samples) and 
 (--beta, warmed up linearly over --warmup-epochs), with progress inside each epoch (a NaN or
 a non-finite result stops the run before its checkpoint, so the last good one stays),
 evaluates the test ELBO, the KL per latent dimension and the active units every epoch and
-the IWAE bound at the end, and writes everything atomically into --out:
+the IWAE bound at the end, and writes everything atomically into --out.
+
+A conditional model (``model.num_classes`` = K) gets the labels: the training labels in
+training, the test labels in every evaluation (the ELBO and IWAE bound are then those of
+log p(x | y)); its per-epoch frames hold one row per class with the same z per column. An
+example that adds JUDGE_FLAGS lets --judge name a classifier run (examples/classifier.py)
+that rates the conditional model's samples at the end ("label accuracy",
+tinyvae.evaluate.label_accuracy). Into --out go:
 
     checkpoint.json + checkpoint-epochNNNN.npz   the latest epoch (tinyvae/checkpoint.py)
     metrics.jsonl            one JSON line per optimizer step: epoch, step, n_steps, each term, images_per_s
@@ -49,8 +56,9 @@ from pathlib import Path
 import numpy as np
 
 from .backend import CHOICES, get_backend, set_backend
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .evaluate import ACTIVE_UNIT_THRESHOLD, latent_statistics
+from .checkpoint import CheckpointError, load_checkpoint, load_run, save_checkpoint
+from .distributions import check_labels
+from .evaluate import ACTIVE_UNIT_THRESHOLD, check_judge, label_accuracy, latent_statistics
 from .fileio import atomic_write
 from .objectives import elbo, iwae_bound
 from .optim import Adam
@@ -76,7 +84,7 @@ class Flag:
     name: str  # "--latent-dim"; its setting is cfg["latent_dim"]
     default: object
     help: str
-    type: type = str  # str, int or float
+    type: type = str  # str, int or float; bool: a switch, False unless given
     choices: tuple = None
     low: float = None  # numbers: at least this (or above it, if strict); always finite
     strict: bool = False
@@ -122,6 +130,13 @@ COMMON_FLAGS = [
 ]  # fmt: skip
 
 
+JUDGE_FLAGS = [
+    Flag("--judge", None, "a classifier run (examples/classifier.py --out DIR) that classifies the conditional "
+         "model's samples at the end: the label accuracy (default: none)", run_setting=False),
+    Flag("--judge-samples", 1000, "samples per class for --judge", int, low=1, run_setting=False),
+]  # fmt: skip
+
+
 @dataclass
 class Data:
     """What ``load_data(cfg)`` returns; the runner keeps the first --train-size / --test-size images."""
@@ -133,6 +148,7 @@ class Data:
     transform: object = None  # transform(batch, rng) -> the model's input, per training batch
     notes: dict = field(default_factory=dict)  # e.g. {"binarization": "..."}: printed, and saved in summary.json
     cmap: str = "gray"  # one-channel pictures: "gray" or "gray_r" (MNIST-style ink)
+    train_labels: np.ndarray = None  # (N,) classes of train_x, for conditional models
 
 
 def plural(n, word):
@@ -162,6 +178,9 @@ def parse_args(argv, description, flags, defaults):
         epilog="\n\n".join(description.split("\n\n")[1:]), argument_default=argparse.SUPPRESS,
     )  # fmt: skip
     for flag in flags:
+        if flag.type is bool:
+            parser.add_argument(flag.name, action="store_true", help=flag.help)
+            continue
         default = defaults.get(flag.key, flag.default)
         shown = flag.default_text or ("" if default is None else default)
         parser.add_argument(flag.name, type=flag.parse, choices=flag.choices,
@@ -372,16 +391,18 @@ def _load(load_data, cfg):
     data.test_x = data.test_x[: cfg["test_size"]]
     if data.test_labels is not None:
         data.test_labels = data.test_labels[: cfg["test_size"]]
+    if data.train_labels is not None:
+        data.train_labels = data.train_labels[: cfg["train_size"]]
     return data
 
 
-def _evaluate(label, fn, x, batch_size, progress):
-    """Mean over x of fn(batch) per example, batch by batch, with progress (as tinyvae.evaluate does)."""
+def _evaluate(label, fn, x, batch_size, progress, y=None):
+    """Mean over x of fn(batch, its labels or None) per example, batch by batch, with progress."""
     starts = range(0, len(x), batch_size)
     progress.start(label, len(starts), unit="batch")
     values = []
     for i, start in enumerate(starts, 1):
-        values.append(fn(x[start : start + batch_size]))
+        values.append(fn(x[start : start + batch_size], None if y is None else y[start : start + batch_size]))
         progress.update(i)
     progress.finish()
     return float(np.concatenate(values).mean())
@@ -398,20 +419,49 @@ def check_data_fits(model, data):
                            "load_data must return the model's shape and dtype")  # fmt: skip
 
 
+def check_labels_fit(model, data):
+    """A conditional model needs a label in [0, num_classes) for each training and test image, before training."""
+    k = getattr(model, "num_classes", None)
+    if k is None:
+        return
+    for what, labels, n in (("training", data.train_labels, len(data.train_x)),
+                            ("test", data.test_labels, len(data.test_x))):  # fmt: skip
+        if labels is None:
+            raise RunError(f"data: the model is conditional (num_classes={k}), but load_data gave no {what} labels")
+        try:
+            check_labels(labels, n, k, f"data: the {what} labels")
+        except ValueError as err:
+            raise RunError(str(err)) from err
+
+
+def load_judge(directory, model):
+    """The classifier run in --judge, checked against the model before training; RunError if it cannot judge."""
+    try:
+        judge = load_run(directory)
+        check_judge(model, judge)
+    except FileNotFoundError as err:
+        raise RunError(f"--judge {directory}: {err}; train a classifier there first (examples/classifier.py "
+                       f"--out {directory})") from err  # fmt: skip
+    except ValueError as err:  # CheckpointError too
+        raise RunError(f"--judge {directory}: {err}") from err
+    return judge
+
+
 def loss_kwargs(cfg):
     """The objective's arguments for ``model.loss_and_grads``, from --objective and --k."""
     return {"objective": "iwae", "k": cfg["k"]} if cfg["objective"] == "iwae" else {}
 
 
-def _warm_up_numba(model, data, cfg):
+def _warm_up_numba(model, data, cfg, train_y, test_y):
     """Compile the Numba kernels on two images before the clock starts; says so (first run only, cached after)."""
     print("compiling Numba kernels (first run only, ~15 s)", flush=True)
     started = time.perf_counter()
     rng = np.random.default_rng(0)  # not the training RNG: warming up changes nothing in the run
     batch = data.train_x[:2] if data.transform is None else data.transform(data.train_x[:2], rng)
-    model.loss_and_grads(batch, rng=rng, beta=cfg["beta"], **loss_kwargs(cfg))
+    model.loss_and_grads(batch, rng=rng, beta=cfg["beta"], **loss_kwargs(cfg), **({} if train_y is None else
+                                                                                   {"y": train_y[:2]}))  # fmt: skip
     Adam({k: v.copy() for k, v in model.params.items()}, lr=cfg["lr"]).step(model.grads)
-    elbo(model, data.test_x[:2], rng)
+    elbo(model, data.test_x[:2], rng, None if test_y is None else test_y[:2])
     print(f"Numba kernels ready in {time.perf_counter() - started:.1f} s", flush=True)
 
 
@@ -440,15 +490,27 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     optimizer = Adam(model.params, lr=cfg["lr"])
     saved_cfg = {k: v for k, v in cfg.items() if k != "out"}
     check_data_fits(model, data)
+    check_labels_fit(model, data)
+    classes = getattr(model, "num_classes", None)  # a conditional model is given the labels y
+    train_y, test_y = (data.train_labels, data.test_labels) if classes else (None, None)
+    judge = None
+    if cfg.get("judge"):
+        judge = load_judge(cfg["judge"], model)
     no_pictures = why_no_pictures(data.test_x)
     if no_pictures:
         print(f"no pictures: {no_pictures}; training, metrics.jsonl and summary.json go on")
 
     frame_z = frame_rng.standard_normal((FRAME_SAMPLES, model.latent_dim), dtype=model.dtype)  # one fixed z per run
 
-    def save_epoch_frame(epoch):  # decoded samples of one fixed z, to watch the decoder learn
+    if classes:  # one row per class, the same z in each column: (classes * FRAME_COLS, L) and labels
+        frame_z, frame_y = np.tile(frame_z[:FRAME_COLS], (classes, 1)), np.repeat(np.arange(classes), FRAME_COLS)
+    else:
+        frame_y = None
+
+    def save_epoch_frame(epoch):  # decoded samples of one fixed z (and y), to watch the decoder learn
         if not no_pictures:
-            save_frame(out / f"samples-epoch{epoch:03d}.png", model.mean(model.decode(frame_z)), FRAME_COLS, data.cmap)
+            save_frame(out / f"samples-epoch{epoch:03d}.png", model.mean(model.decode(frame_z, frame_y)), FRAME_COLS,
+                       data.cmap)  # fmt: skip
 
     if ckpt is not None:
         try:
@@ -471,7 +533,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     print(f"model: {settings}; {sum(p.size for p in model.params.values())} parameters; Adam lr {cfg['lr']}, "
           f"batch {cfg['batch_size']}, objective {objective}, beta {cfg['beta']}{warmup}")  # fmt: skip
     if backend == "numba" and start_epoch < cfg["epochs"]:
-        _warm_up_numba(model, data, cfg)
+        _warm_up_numba(model, data, cfg, train_y, test_y)
 
     progress = Progress()
     n_train, batch_size = len(data.train_x), cfg["batch_size"]
@@ -490,7 +552,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
 
     def evaluate_elbo():
         rng = np.random.default_rng(EVAL_SEED)
-        return _evaluate("test ELBO", lambda b: elbo(model, b, rng), data.test_x, ELBO_BATCH, progress)
+        return _evaluate("test ELBO", lambda b, yb: elbo(model, b, rng, yb), data.test_x, ELBO_BATCH, progress, test_y)
 
     # Training: one call of train per epoch, then evaluation, checks, and a checkpoint.
     started = time.perf_counter()
@@ -499,8 +561,8 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         model.train()  # BatchNorm: batch statistics, running ones updated
         try:
             (stats,) = train(model, optimizer, data.train_x, epochs=epoch, start_epoch=epoch - 1,
-                             batch_size=batch_size, rng=train_rng, beta=beta, loss_kwargs=loss_kwargs(cfg),
-                             transform=data.transform, on_batch=on_batch)  # fmt: skip
+                             batch_size=batch_size, rng=train_rng, beta=beta, labels=train_y,
+                             loss_kwargs=loss_kwargs(cfg), transform=data.transform, on_batch=on_batch)  # fmt: skip
         except NonFiniteLossError as err:
             progress.finish()
             raise RunError(f"{err}\nThe last good checkpoint (epoch {epoch - 1}) is intact: "
@@ -515,7 +577,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
             raise RunError(f"epoch {epoch}: {problem} (the training diverged on its last steps; lower --lr); stopped "
                            f"before writing its checkpoint.\nThe last good checkpoint (epoch {epoch - 1}) is intact: "
                            f"{out / 'checkpoint.json'}")  # fmt: skip
-        stats.update(latent_statistics(model, data.test_x, ELBO_BATCH))
+        stats.update(latent_statistics(model, data.test_x, ELBO_BATCH, y=test_y))
         stats["eval_seconds"] = time.perf_counter() - eval_started
         stats["wall_seconds"] = stats["seconds"] + stats["eval_seconds"]
         history.append(stats)
@@ -541,13 +603,20 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
 
     # Evaluation on the whole test set: the ELBO, and the tighter importance-weighted bound.
     test_elbo = history[-1]["test_elbo"] if history else evaluate_elbo()
-    latents = latent_statistics(model, data.test_x, ELBO_BATCH)
+    latents = latent_statistics(model, data.test_x, ELBO_BATCH, y=test_y)
     iwae = None
     if cfg["iwae_k"] > 0:
         iwae_started, rng, k = time.perf_counter(), np.random.default_rng(EVAL_SEED), cfg["iwae_k"]
-        value = _evaluate(f"IWAE bound (k={k})", lambda b: iwae_bound(model, b, k, rng), data.test_x, IWAE_BATCH,
-                          progress)  # fmt: skip
+        value = _evaluate(f"IWAE bound (k={k})", lambda b, yb: iwae_bound(model, b, k, rng, yb), data.test_x,
+                          IWAE_BATCH, progress, test_y)  # fmt: skip
         iwae = {"k": k, "log_px_bound": value, "seconds": time.perf_counter() - iwae_started}
+    judged = None
+    if judge is not None:  # E[x | z, y] for judge_samples z ~ N(0, I) per class, classified by the judge
+        judge_started, n = time.perf_counter(), cfg["judge_samples"]
+        print(f"label accuracy: classifying {n} samples of each of {classes} classes with {cfg['judge']}", flush=True)
+        judged = {**label_accuracy(model, judge, n, np.random.default_rng(EVAL_SEED)), "judge": str(cfg["judge"]),
+                  "samples": "E[x | z, y], z ~ N(0, I): the decoder's pixel probabilities, not binarized",
+                  "seconds": time.perf_counter() - judge_started}  # fmt: skip
 
     if no_pictures:
         drawn, skipped = [], {name: no_pictures for name in [*pictures, "samples-epochNNN.png", "samples.gif"]}
@@ -567,6 +636,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         "epochs_done": history[-1]["epoch"] if history else 0,
         "test_elbo": test_elbo,
         "iwae": iwae,
+        **({"label_accuracy": judged} if judged else {}),
         "active_units": latents["active_units"],
         "kl_per_dim": latents["kl_per_dim"],
         "mu_variance": latents["mu_variance"],
@@ -581,10 +651,16 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     iwae_text = (f", IWAE bound (k={iwae['k']}) {iwae['log_px_bound']:.2f}" if iwae else "") + " nats/image"
     print(f"active units {latents['active_units']}/{model.latent_dim} (posterior means varying with variance > "
           f"{ACTIVE_UNIT_THRESHOLD} across the test set); KL per dimension in summary.json")
-    print(f"test ELBO {test_elbo:.2f}{iwae_text} on {len(data.test_x)} test images{' (' + notes + ')' if notes else ''}"
+    if judged:
+        per_class = ", ".join(f"{c}: {100 * a:.1f}%" for c, a in enumerate(judged["per_class"]))
+        print(f"label accuracy per class: {per_class}")
+    judged_text = f"; label accuracy {100 * judged['overall']:.2f}% ({cfg['judge_samples']} samples per class)" \
+        if judged else ""
+    print(f"test ELBO{' of log p(x | y)' if classes else ''} {test_elbo:.2f}{iwae_text}"
+          f" on {len(data.test_x)} test images{' (' + notes + ')' if notes else ''}"
           f"{'' if iwae else '; IWAE bound not computed (--iwae-k 0)'}; {backend} backend, "
           f"{plural(summary['epochs_done'], 'epoch')}, {minutes(summary['train_seconds'])} training; "
-          f"{len(written)} files in {out}")  # fmt: skip
+          f"{len(written)} files in {out}{judged_text}")  # fmt: skip
     return summary
 
 
