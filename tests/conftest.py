@@ -1,10 +1,14 @@
 import importlib.util
 import os
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tinyvae.backend import use_backend
+from tinyvae.datasets import write_idx
 
 settings.register_profile(
     "default", deadline=None, max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -23,3 +27,25 @@ def backend(request):
     """Run the test once per kernel backend."""
     with use_backend(request.param):
         yield request.param
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    """examples/mnist.py, imported as a module (its main(argv) runs the example)."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "mnist.py"
+    spec = importlib.util.spec_from_file_location("mnist_example", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Tiny MNIST-format IDX files: 96 training and 24 test images of random strokes, labels 0..9 in turn."""
+    directory = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 96), ("t10k", 24)):
+        images = np.where(rng.random((n, 28, 28)) < 0.2, rng.integers(0, 256, (n, 28, 28)), 0).astype(np.uint8)
+        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+    return directory

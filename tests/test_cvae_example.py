@@ -1,8 +1,6 @@
 """examples/mnist.py --conditional and --judge on tiny IDX files; tinyvae.evaluate.label_accuracy."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,30 +8,7 @@ from PIL import Image
 
 import tinyvae
 from tinyvae.checkpoint import load_checkpoint, save_checkpoint
-from tinyvae.datasets import write_idx
 from tinyvae.evaluate import label_accuracy
-
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "mnist.py"
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    spec = importlib.util.spec_from_file_location("mnist_cvae_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Tiny MNIST-format IDX files: 64 training and 24 test images of random strokes, labels 0..9 in turn."""
-    directory = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 64), ("t10k", 24)):
-        images = np.where(rng.random((n, 28, 28)) < 0.2, rng.integers(0, 256, (n, 28, 28)), 0).astype(np.uint8)
-        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
-    return directory
 
 
 def save_judge(directory, input_shape=(1, 28, 28), num_classes=10):

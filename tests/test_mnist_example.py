@@ -1,7 +1,6 @@
 """examples/mnist.py, run in-process with tiny settings: outputs, resume, errors, flags."""
 
 import fcntl
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,31 +13,10 @@ import pytest
 
 import tinyvae
 from tinyvae.checkpoint import CheckpointError, load_checkpoint
-from tinyvae.datasets import write_idx
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "mnist.py"
 PICTURES = {"reconstructions.png", "samples.png", "latent.png", "manifold.png", "interpolation.png", "curves.png",
             "kl_per_dim.png"}
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    spec = importlib.util.spec_from_file_location("mnist_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """Tiny MNIST-format IDX files: 96 training and 24 test images of random strokes."""
-    directory = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 96), ("t10k", 24)):
-        images = np.where(rng.random((n, 28, 28)) < 0.2, rng.integers(0, 256, (n, 28, 28)), 0).astype(np.uint8)
-        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
-    return directory
 
 
 @pytest.fixture
