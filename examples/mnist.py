@@ -70,6 +70,7 @@ FLAGS = [
     Flag("--latent-dim", lambda cfg: LATENT_DIM[cfg["arch"]], "size of z; 2 also draws manifold.png", int, low=1,
          default_text="2 for conv, 20 for mlp"),
     Flag("--hidden", 500, "hidden units of the mlp", int, low=1),
+    Flag("--depth", 1, "hidden layers of the mlp's encoder and of its decoder", int, low=1),
     Flag("--binarize", "dynamic", "dynamic: a fresh Bernoulli sample of the training images every epoch, the test "
          "set sampled once with a fixed seed; static: threshold 0.5", choices=("dynamic", "static")),
     Flag("--dataset", "mnist", "mnist (shipped) or fashion-mnist (downloaded once)",
@@ -100,7 +101,8 @@ def load_data(cfg):
 
 
 def build_model(cfg, rng):
-    sizes = {"latent_dim": cfg["latent_dim"], **({"hidden": cfg["hidden"]} if cfg["arch"] == "mlp" else {})}
+    mlp = {"hidden": cfg["hidden"], "depth": cfg["depth"]} if cfg["arch"] == "mlp" else {}
+    sizes = {"latent_dim": cfg["latent_dim"], **mlp}
     return tinyvae.build_vae(cfg["arch"], rng=rng, **sizes, **({"num_classes": 10} if cfg["conditional"] else {}))
 
 

@@ -172,6 +172,7 @@ def test_time_limit_stops_after_the_epoch_that_crosses_it(mnist, data_dir, tmp_p
 
 @pytest.mark.parametrize("flag, value", [("--lr", "inf"), ("--lr", "nan"), ("--beta", "nan"), ("--beta", "inf"),
                                          ("--time-limit", "nan"), ("--time-limit", "inf"), ("--seed", "-1"),
+                                         ("--lr-decay", "0"), ("--lr-decay", "nan"),
                                          ("--lr", "0"), ("--epochs", "-1")])  # fmt: skip
 def test_non_finite_or_out_of_range_flags_are_refused(mnist, data_dir, tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit) as exit_info:
@@ -338,7 +339,7 @@ def test_mlp_defaults_to_latent_dim_20_and_conv_to_2(mnist, data_dir, tmp_path, 
 def test_the_default_run_trains_the_elbo_without_warm_up(mnist, data_dir, tmp_path, no_pictures):
     summary = mnist.main(small(data_dir, tmp_path / "run", "--epochs", "1"))
     assert summary["config"]["objective"] == "elbo" and summary["config"]["warmup_epochs"] == 0
-    assert summary["history"][0]["beta"] == 1.0
+    assert summary["history"][0]["beta"] == 1.0 and summary["history"][0]["lr"] == 1e-3
     assert set(metrics(tmp_path / "run")[0]) == {"epoch", "step", "n_steps", "loss", "reconstruction", "kl",
                                                  "images_per_s"}  # fmt: skip
 
@@ -346,7 +347,8 @@ def test_the_default_run_trains_the_elbo_without_warm_up(mnist, data_dir, tmp_pa
 def test_iwae_with_warm_up_resumes_exactly_and_reports_the_active_units(
     mnist, data_dir, tmp_path, monkeypatch, capsys, no_pictures
 ):
-    flags = ["--epochs", "3", "--objective", "iwae", "--k", "3", "--warmup-epochs", "2", "--latent-dim", "4"]
+    flags = ["--epochs", "3", "--objective", "iwae", "--k", "3", "--warmup-epochs", "2", "--latent-dim", "4",
+             "--lr-decay", "0.5"]
     straight = mnist.main(small(data_dir, tmp_path / "straight", *flags))
     lines = capsys.readouterr().out.splitlines()
     epoch_lines = [line for line in lines if line.startswith("epoch   ")]
@@ -359,6 +361,7 @@ def test_iwae_with_warm_up_resumes_exactly_and_reports_the_active_units(
     for m in log:
         assert m["loss"] > 0 and m["iwae_bound"] < 0 and np.isfinite(m["kl"])
     assert [h["beta"] for h in straight["history"]] == pytest.approx([2 / 6, 5 / 6, 1.0])  # at each epoch's last step
+    assert [h["lr"] for h in straight["history"]] == pytest.approx([1e-3, 5e-4, 2.5e-4])
     for h in straight["history"]:
         assert 0 <= h["active_units"] <= 4 and len(h["kl_per_dim"]) == len(h["mu_variance"]) == 4
     assert straight["active_units"] == straight["history"][-1]["active_units"]
@@ -381,7 +384,7 @@ def test_iwae_with_warm_up_resumes_exactly_and_reports_the_active_units(
     (_, a), (_, b) = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    for key in ("loss", "iwae_bound", "beta", "test_elbo", "kl_per_dim", "active_units"):
+    for key in ("loss", "iwae_bound", "beta", "lr", "test_elbo", "kl_per_dim", "active_units"):
         assert [h[key] for h in straight["history"]] == [h[key] for h in resumed["history"]], key
 
 

@@ -39,6 +39,19 @@ def test_mlp_preset_is_784_hidden_latent():
     assert shapes["decoder.0.weight"] == (20, 400) and shapes["decoder.2.weight"] == (400, 784)
 
 
+def test_mlp_depth_stacks_hidden_layers_like_burda_et_al():
+    model = mlp_vae(50, hidden=200, depth=2, rng=np.random.default_rng(0))
+    shapes = {k: v.shape for k, v in model.params.items()}
+    assert shapes == {"encoder.1.weight": (784, 200), "encoder.1.bias": (200,), "encoder.3.weight": (200, 200),
+                      "encoder.3.bias": (200,), "encoder.5.weight": (200, 100), "encoder.5.bias": (100,),
+                      "decoder.0.weight": (50, 200), "decoder.0.bias": (200,), "decoder.2.weight": (200, 200),
+                      "decoder.2.bias": (200,), "decoder.4.weight": (200, 784), "decoder.4.bias": (784,)}
+    rebuilt = build_vae(**model.config(), rng=np.random.default_rng(1))
+    assert {k: v.shape for k, v in rebuilt.params.items()} == shapes
+    with pytest.raises(ValueError, match="mlp_vae.*depth"):
+        mlp_vae(2, depth=0, rng=np.random.default_rng(0))
+
+
 def test_unknown_preset_and_wrong_input_are_clear_errors():
     with pytest.raises(ValueError, match="unknown preset 'resnet'"):
         build_vae("resnet", rng=np.random.default_rng(0))

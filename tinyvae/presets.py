@@ -71,24 +71,32 @@ def conv_vae(latent_dim=2, input_shape=(1, 28, 28), *, rng, dtype=np.float32, li
 
 
 def mlp_vae(latent_dim=20, hidden=500, input_shape=(1, 28, 28), *, rng, dtype=np.float32, likelihood="bernoulli",
-            num_classes=None):  # fmt: skip
+            num_classes=None, depth=1):  # fmt: skip
     """Kingma & Welling's MLP VAE: D - hidden - latent with tanh hidden units, D = prod(input_shape).
 
     encoder: Flatten, Dense D -> H, Tanh, Dense H -> 2L
     decoder: Dense L -> H, Tanh, Dense H -> D, Reshape to input_shape
+    depth: hidden layers (Dense H -> H, Tanh) in each network; Burda et al.'s one-stochastic-layer
+    IWAE model is ``mlp_vae(50, hidden=200, depth=2)``.
     num_classes (a conditional VAE): the one-hot label joins x (D + K) and z (L + K) before the
     first Dense of the encoder and of the decoder (:class:`tinyvae.layers.Condition`).
     """
     shape = tuple(check_int(s, "input_shape", "mlp_vae", 1) for s in input_shape)
     latent_dim = check_int(latent_dim, "latent_dim", "mlp_vae", 1)
     hidden = check_int(hidden, "hidden", "mlp_vae", 1)
+    depth = check_int(depth, "depth", "mlp_vae", 1)
     D = int(np.prod(shape))
     kw = dict(rng=rng, dtype=dtype)
     condition, K = _conditioning(num_classes, "mlp_vae")
-    encoder = Sequential(Flatten(), *condition, Dense(D + K, hidden, **kw), Tanh(), Dense(hidden, 2 * latent_dim, **kw))
+
+    def deeper():  # the hidden layers after the first: (N, H) -> (N, H)
+        return [layer for _ in range(depth - 1) for layer in (Dense(hidden, hidden, **kw), Tanh())]
+
+    encoder = Sequential(Flatten(), *condition, Dense(D + K, hidden, **kw), Tanh(), *deeper(),
+                         Dense(hidden, 2 * latent_dim, **kw))  # fmt: skip
     decoder = Sequential(*_conditioning(num_classes, "mlp_vae")[0], Dense(latent_dim + K, hidden, **kw), Tanh(),
-                         Dense(hidden, D, **kw), Reshape(*shape))  # fmt: skip
-    config = {"preset": "mlp", "latent_dim": latent_dim, "hidden": hidden, "input_shape": list(shape),
+                         *deeper(), Dense(hidden, D, **kw), Reshape(*shape))  # fmt: skip
+    config = {"preset": "mlp", "latent_dim": latent_dim, "hidden": hidden, "depth": depth, "input_shape": list(shape),
               "likelihood": likelihood, "dtype": check_dtype(dtype, "mlp_vae").name,
               **({"num_classes": K} if K else {})}  # fmt: skip
     return VAE(encoder, decoder, latent_dim, shape, likelihood=likelihood, config=config, num_classes=K or None)

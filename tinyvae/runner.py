@@ -111,6 +111,8 @@ COMMON_FLAGS = [
          run_setting=False),
     Flag("--batch-size", 64, "images per optimizer step", int, low=1),
     Flag("--lr", 1e-3, "Adam learning rate", float, low=0, strict=True),
+    Flag("--lr-decay", 1.0, "multiply the learning rate by this after every epoch: epoch e trains at "
+         "lr * lr_decay**(e - 1) (1: constant)", float, low=0, strict=True),
     Flag("--beta", 1.0, "weight of the KL term (1: the ELBO; beta-VAE otherwise)", float, low=0),
     Flag("--warmup-epochs", 0.0, "KL warm-up: beta rises linearly from 0 to --beta over this many epochs, step by "
          "step (0: no warm-up)", float, low=0),
@@ -558,6 +560,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     started = time.perf_counter()
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         last_step[0] = time.perf_counter()
+        optimizer.lr = cfg["lr"] * cfg["lr_decay"] ** (epoch - 1)  # a function of the epoch: resumes exactly
         model.train()  # BatchNorm: batch statistics, running ones updated
         try:
             (stats,) = train(model, optimizer, data.train_x, epochs=epoch, start_epoch=epoch - 1,
@@ -569,6 +572,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
                            f"{out / 'checkpoint.json'}") from err  # fmt: skip
         terms = [k for k in stats if k not in ("epoch", "loss", "seconds", "images_per_s")]  # the model's own
         stats["beta"] = beta(epoch, n_steps, n_steps)  # at the epoch's last step
+        stats["lr"] = optimizer.lr
         model.eval()
         eval_started = time.perf_counter()
         stats["test_elbo"] = evaluate_elbo()
