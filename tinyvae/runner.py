@@ -557,6 +557,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         return _evaluate("test ELBO", lambda b, yb: elbo(model, b, rng, yb), data.test_x, ELBO_BATCH, progress, test_y)
 
     # Training: one call of train per epoch, then evaluation, checks, and a checkpoint.
+    log_lines = []  # metrics.jsonl's lines, each step serialized once (not the whole log every epoch)
     started = time.perf_counter()
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         last_step[0] = time.perf_counter()
@@ -586,7 +587,8 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
         stats["wall_seconds"] = stats["seconds"] + stats["eval_seconds"]
         history.append(stats)
         save_checkpoint(out, model, optimizer, epoch=epoch, rng=train_rng, config=saved_cfg, history=history)
-        write_text(out / "metrics.jsonl", "".join(json.dumps(m, allow_nan=False) + "\n" for m in metrics))
+        log_lines.extend(json.dumps(m, allow_nan=False) + "\n" for m in metrics[len(log_lines) :])  # this epoch's
+        write_text(out / "metrics.jsonl", "".join(log_lines))
         save_epoch_frame(epoch)
         elapsed = time.perf_counter() - started
         eta = elapsed / (epoch - start_epoch) * (cfg["epochs"] - epoch)
