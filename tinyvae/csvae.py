@@ -57,8 +57,9 @@ import numpy as np
 
 from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, bernoulli_nll
 from .layers import Condition, Dense, ReLU, Sequential, Tanh
-from .model import _modules
+from .model import Classifier, _modules
 from .module import Module, check_dtype, check_input, check_int
+from .optim import Adam
 
 BETAS = (20.0, 1.0, 0.2, 10.0, 1.0)  # (reconstruction, KL w, KL z, -entropy of q_delta(y | z), adversary's BCE)
 
@@ -309,6 +310,51 @@ def class_separation(codes, y):
     """symmetrized_kl of the codes (N, k) of the examples with y == 0 and those with y == 1 (y (N,))."""
     y = np.asarray(y)
     return symmetrized_kl(codes[y == 0], codes[y == 1])
+
+
+def subspace_metrics(model, x, y, rng):
+    """How the attributes sit in the latent space, per attribute i (lists of m values), on examples x, y (N, m):
+
+    separation_w: class_separation of the posterior means mu_w of W_i by y_i (large: W_i holds y_i);
+    separation_z: class_separation of mu_z by y_i (near 0: z holds no y_i a Gaussian fit can see);
+    adversary_accuracy: the trained adversary's accuracy on one draw z ~ q(z | x) (from ``rng``), as in training;
+    adversary_accuracy_mean: its accuracy on mu_z; base_rate: the accuracy of always guessing the commoner class.
+    """
+    y = check_attributes(y, x.shape[0], model.num_attributes, "subspace_metrics")
+    mu_z, logvar_z = model.encode_z(x)
+    mu_w, _ = model.encode_w(x, y)
+    z = model.posterior_z.rsample(mu_z, logvar_z, rng=rng)
+    guess, guess_mean = model.adversary.forward(z) > 0, model.adversary.forward(mu_z) > 0  # (N, m) each
+    W = model.w_dim
+    return {
+        "separation_w": [class_separation(mu_w[:, i * W : (i + 1) * W], y[:, i]) for i in range(y.shape[1])],
+        "separation_z": [class_separation(mu_z, y[:, i]) for i in range(y.shape[1])],
+        "adversary_accuracy": [float(a) for a in np.mean(guess == (y == 1), axis=0)],
+        "adversary_accuracy_mean": [float(a) for a in np.mean(guess_mean == (y == 1), axis=0)],
+        "base_rate": [float(max(r, 1 - r)) for r in y.mean(axis=0)],
+    }
+
+
+def probe_accuracy(z_train, y_train, z_test, y_test, rng, epochs=10, hidden=64, batch_size=64, lr=1e-3):
+    """A stricter test than the adversary: a fresh MLP classifier (Dense, ReLU, Dense, ReLU, Dense) trained with
+    Adam on the codes z_train (N, k) to predict each attribute y_train[:, i], after the CSVAE is trained;
+    returns its test accuracy per attribute (near the base rate: the codes hold no y that it can find)."""
+    accuracies = []
+    k = z_train.shape[1]
+    for i in range(y_train.shape[1]):
+        network = Sequential(Dense(k, hidden, rng=rng, dtype=z_train.dtype), ReLU(),
+                             Dense(hidden, hidden, rng=rng, dtype=z_train.dtype), ReLU(),
+                             Dense(hidden, 2, rng=rng, dtype=z_train.dtype))  # fmt: skip
+        probe = Classifier(network, 2, (k,))
+        optimizer = Adam(probe.params, lr=lr)
+        for _ in range(epochs):
+            order = rng.permutation(len(z_train))
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                probe.loss_and_grads(z_train[rows], y_train[rows, i])
+                optimizer.step(probe.grads)
+        accuracies.append(float(np.mean(probe.predict(z_test) == y_test[:, i])))
+    return accuracies
 
 
 # --------------------------------------------------------------------------------------
