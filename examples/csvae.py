@@ -7,10 +7,11 @@
 The model is tinyvae/csvae.py (preset "csvae": small MLPs, a 2-D z, a 2-D w per attribute). Each batch
 takes two steps, each with its own Adam: the encoders and the decoder on their objective (reconstruction,
 the KL of w to p(w | y), the KL of z to N(0, I), the negative entropy of the adversary's q(y | z)), then the
-adversary on its cross-entropy, on fresh samples of z from the updated encoder. After every epoch, on
-the test points: the separation of the two classes in w and in z (symmetrized KL of Gaussian fits,
-tinyvae.csvae.symmetrized_kl), and the adversary's accuracy from z against the base rate. At the end a
-fresh classifier (a probe) is trained on the codes mu_z of the training points: the stricter test.
+adversary on its cross-entropy (--adversary-steps times), reading the updated encoder's mu_z (or a fresh
+sample of z with --adversary-input sample). After every epoch, on the test points: the separation of the
+two classes in w and in z (symmetrized KL of Gaussian fits, tinyvae.csvae.symmetrized_kl), and the
+adversary's accuracy from z ~ q(z | x) against the base rate. At the end a fresh classifier (a probe) is
+trained on the codes mu_z of the training points: the stricter test.
 Written into --out (default runs/csvae):
 
     data.png          the training points in 3-D, coloured by y
@@ -75,6 +76,10 @@ FLAGS = [
     Flag("--adversary-hidden", 64, "hidden units of the adversary q(y | z)", int, low=1),
     Flag("--betas", [2.0, 1.0, 2.0, 20.0, 1.0], "beta1..beta5: reconstruction, KL of w, KL of z, negative "
          "entropy of q(y | z), the adversary's cross-entropy", betas, default_text="2,1,2,20,1"),
+    Flag("--adversary-input", "mean", "what the adversary reads: mean, mu_z (y cannot hide in mu_z under the "
+         "posterior's noise), or sample, z ~ q(z | x) (the paper)", choices=("mean", "sample")),
+    Flag("--adversary-steps", 1, "adversary steps after each encoder/decoder step, each on a fresh draw of z",
+         int, low=1),
     Flag("--sigma", 0.1, "the Gaussian likelihood's standard deviation, on coordinates in about [-1.4, 1.4]",
          float, low=0, strict=True),
     Flag("--w-on-mean", 3.0, "p(w_i | y_i = 1) = N(this in every dimension, --w-on-std^2 I)", float),
@@ -95,11 +100,12 @@ def build_model(cfg, rng):
     return tinyvae.build_vae("csvae", rng=rng, input_dim=3, z_dim=cfg["z_dim"], w_dim=cfg["w_dim"],
                              hidden=cfg["hidden"], adversary_hidden=cfg["adversary_hidden"], sigma=cfg["sigma"],
                              betas=cfg["betas"], w_on_mean=cfg["w_on_mean"], w_on_std=cfg["w_on_std"],
-                             w_off_std=cfg["w_off_std"])  # fmt: skip
+                             w_off_std=cfg["w_off_std"], adversary_input=cfg["adversary_input"])  # fmt: skip
 
 
-def train_epoch(model, optimizers, x, y, batch_size, rng):
-    """One pass over (x, y): per batch, an encoder/decoder step, then an adversary step; returns the mean terms."""
+def train_epoch(model, optimizers, x, y, batch_size, rng, adversary_steps=1):
+    """One pass over (x, y): per batch, an encoder/decoder step, then ``adversary_steps`` adversary steps (each on
+    a fresh draw of z for the batch); returns the mean terms (the adversary's: of its last step)."""
     order = rng.permutation(len(x))
     sums, steps = {}, 0
     for start in range(0, len(x), batch_size):
@@ -108,10 +114,11 @@ def train_epoch(model, optimizers, x, y, batch_size, rng):
         if not np.isfinite(terms["loss"]):
             raise FloatingPointError(f"the loss is {terms['loss']} at step {steps + 1}")
         optimizers["vae"].step(model.vae_grads())
-        adversary = model.adversary_loss_and_grads(x[rows], y[rows], rng=rng)
-        if not np.isfinite(adversary["loss"]):
-            raise FloatingPointError(f"the adversary's loss is {adversary['loss']} at step {steps + 1}")
-        optimizers["adversary"].step(model.adversary_grads())
+        for _ in range(adversary_steps):
+            adversary = model.adversary_loss_and_grads(x[rows], y[rows], rng=rng)
+            if not np.isfinite(adversary["loss"]):
+                raise FloatingPointError(f"the adversary's loss is {adversary['loss']} at step {steps + 1}")
+            optimizers["adversary"].step(model.adversary_grads())
         for k, v in {**terms, "adversary_bce": adversary["bce"]}.items():
             sums[k] = sums.get(k, 0.0) + v
         steps += 1
@@ -195,7 +202,7 @@ def _locked_run(out, explicit, resume):
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         epoch_started = time.perf_counter()
         try:
-            stats = train_epoch(model, optimizers, x, y, cfg["batch_size"], train_rng)
+            stats = train_epoch(model, optimizers, x, y, cfg["batch_size"], train_rng, cfg["adversary_steps"])
         except FloatingPointError as err:
             raise RunError(f"epoch {epoch}: {err}; lower --lr. The last good checkpoint (epoch {epoch - 1}) is "
                            f"intact: {out / 'checkpoint.json'}") from err  # fmt: skip
@@ -216,6 +223,7 @@ def _locked_run(out, explicit, resume):
     final = subspace_metrics(model, x_test, y_test, np.random.default_rng(EVAL_SEED))
     mu_z_train, mu_z_test = model.encode_z(x)[0], model.encode_z(x_test)[0]
     final["probe_accuracy"] = probe_accuracy(mu_z_train, y, mu_z_test, y_test, probe_rng, epochs=PROBE_EPOCHS)
+    final["reconstruction_rmse"] = float(np.sqrt(np.mean((model.reconstruct(x_test, y_test) - x_test) ** 2)))
     final["separation_ratio"] = [w / max(z, 1e-12) for w, z in zip(final["separation_w"], final["separation_z"])]
     try:
         drawn = draw(out, model, x, y, x_test, y_test, history)
@@ -230,7 +238,8 @@ def _locked_run(out, explicit, resume):
           f"{final['separation_z'][0]:.3g} (ratio {final['separation_ratio'][0]:.3g}); accuracy of y from z: "
           f"the adversary {100 * final['adversary_accuracy'][0]:.1f}% (on z ~ q(z | x); "
           f"{100 * final['adversary_accuracy_mean'][0]:.1f}% on mu_z), a fresh probe trained on mu_z "
-          f"{100 * final['probe_accuracy'][0]:.1f}%, base rate {100 * final['base_rate'][0]:.1f}%; "
+          f"{100 * final['probe_accuracy'][0]:.1f}%, base rate {100 * final['base_rate'][0]:.1f}%; reconstruction "
+          f"RMSE {final['reconstruction_rmse']:.3f} per coordinate; "
           f"{runner.minutes(summary['train_seconds'])} training; files in {out}")  # fmt: skip
     return summary
 

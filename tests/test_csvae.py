@@ -18,10 +18,10 @@ ONE_TERM = {"reconstruction": (1, 0, 0, 0, 0), "kl_w": (0, 1, 0, 0, 0), "kl_z": 
             "negative_entropy": (0, 0, 0, 1, 0)}  # fmt: skip
 
 
-def tiny_csvae(rng, betas, likelihood="gaussian", m=2):
+def tiny_csvae(rng, betas, likelihood="gaussian", m=2, adversary_input="sample"):
     model = mlp_csvae(input_dim=3, z_dim=2, w_dim=2, num_attributes=m, hidden=4, adversary_hidden=3, rng=rng,
                       dtype=np.float64, likelihood=likelihood, sigma=0.7, betas=betas, w_on_mean=1.5, w_on_std=0.8,
-                      w_off_std=0.5)  # fmt: skip
+                      w_off_std=0.5, adversary_input=adversary_input)  # fmt: skip
     for p in model.params.values():
         p[...] = rng.standard_normal(p.shape) * 0.7
     return model
@@ -40,12 +40,13 @@ def check_against_numeric(analytic, params, loss):
 
 
 @pytest.mark.parametrize("term", [*ONE_TERM, "all"])
-@settings(max_examples=6)
-@given(n=st.integers(1, 4), seed=st.integers(0, 2**16), likelihood=st.sampled_from(["gaussian", "bernoulli"]))
-def test_encoder_decoder_gradients(backend, term, n, seed, likelihood):
+@settings(max_examples=8)
+@given(n=st.integers(1, 4), seed=st.integers(0, 2**16), likelihood=st.sampled_from(["gaussian", "bernoulli"]),
+       adversary_input=st.sampled_from(["sample", "mean"]))  # fmt: skip
+def test_encoder_decoder_gradients(backend, term, n, seed, likelihood, adversary_input):
     rng = np.random.default_rng(seed)
     betas = ONE_TERM.get(term) or tuple(rng.uniform(0.2, 2.0, 5))
-    model = tiny_csvae(rng, betas, likelihood)
+    model = tiny_csvae(rng, betas, likelihood, adversary_input=adversary_input)
     x, y, eps_z, eps_w = batch(rng, n, likelihood=likelihood)
 
     def loss():
@@ -58,10 +59,11 @@ def test_encoder_decoder_gradients(backend, term, n, seed, likelihood):
 
 
 @settings(max_examples=8)
-@given(n=st.integers(1, 4), m=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_adversary_gradients(backend, n, m, seed):
+@given(n=st.integers(1, 4), m=st.integers(1, 3), seed=st.integers(0, 2**16),
+       adversary_input=st.sampled_from(["sample", "mean"]))  # fmt: skip
+def test_adversary_gradients(backend, n, m, seed, adversary_input):
     rng = np.random.default_rng(seed)
-    model = tiny_csvae(rng, tuple(rng.uniform(0.2, 2.0, 5)), m=m)
+    model = tiny_csvae(rng, tuple(rng.uniform(0.2, 2.0, 5)), m=m, adversary_input=adversary_input)
     x, y, eps_z, _ = batch(rng, n, m)
 
     def loss():
@@ -71,9 +73,10 @@ def test_adversary_gradients(backend, n, m, seed):
     check_against_numeric(model.adversary_grads(), model.adversary_params(), loss)
 
 
-def test_each_step_fills_only_its_own_grads():
+@pytest.mark.parametrize("adversary_input", ["sample", "mean"])
+def test_each_step_fills_only_its_own_grads(adversary_input):
     rng = np.random.default_rng(0)
-    model = tiny_csvae(rng, (1.0, 1.0, 1.0, 5.0, 1.0))
+    model = tiny_csvae(rng, (1.0, 1.0, 1.0, 5.0, 1.0), adversary_input=adversary_input)
     x, y, eps_z, eps_w = batch(rng, 4)
     model.adversary_loss_and_grads(x, y, eps_z=eps_z)
     adversary = {k: v.copy() for k, v in model.adversary_grads().items()}
@@ -85,7 +88,7 @@ def test_each_step_fills_only_its_own_grads():
     for k, v in model.vae_grads().items():
         np.testing.assert_array_equal(v, vae[k], err_msg=f"the adversary step changed {k}")
     # the entropy term does reach the encoder of z: it is not lost on the way
-    entropy_only = tiny_csvae(np.random.default_rng(0), ONE_TERM["negative_entropy"])
+    entropy_only = tiny_csvae(np.random.default_rng(0), ONE_TERM["negative_entropy"], adversary_input=adversary_input)
     entropy_only.loss_and_grads(x, y, eps_z=eps_z, eps_w=eps_w)
     assert any(np.abs(g).max() > 0 for k, g in entropy_only.vae_grads().items() if k.startswith("encoder_z."))
     assert all(np.abs(g).max() == 0 for k, g in entropy_only.vae_grads().items() if not k.startswith("encoder_z."))
@@ -143,11 +146,13 @@ def test_bad_attributes_are_refused_with_their_shape():
         model.adversary_loss_and_grads(x, np.array([[0, 1], [2, 0], [1, 1]]), rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"CSVAE: betas must be five finite numbers >= 0"):
         mlp_csvae(rng=np.random.default_rng(0), betas=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"CSVAE: adversary_input must be one of \('sample', 'mean'\), got 'z'"):
+        mlp_csvae(rng=np.random.default_rng(0), adversary_input="z")
 
 
 def test_checkpoint_rebuilds_the_model_and_both_optimizers(tmp_path):
     rng = np.random.default_rng(0)
-    model = build_vae("csvae", rng=rng, hidden=8, betas=(5, 1, 0.5, 2, 1), w_on_mean=2.0)
+    model = build_vae("csvae", rng=rng, hidden=8, betas=(5, 1, 0.5, 2, 1), w_on_mean=2.0, adversary_input="mean")
     assert isinstance(model, CSVAE)
     optimizers = {"vae": Adam(model.vae_params(), lr=1e-3), "adversary": Adam(model.adversary_params(), lr=2e-3)}
     x, y = rng.standard_normal((6, 3)).astype(np.float32), rng.integers(0, 2, (6, 1))
@@ -157,7 +162,7 @@ def test_checkpoint_rebuilds_the_model_and_both_optimizers(tmp_path):
     optimizers["vae"].step(model.vae_grads())
     save_checkpoint(tmp_path, model, optimizers, epoch=1, rng=rng, config={})
     loaded = load_run(tmp_path)
-    assert loaded.betas == (5, 1, 0.5, 2, 1) and loaded.w_on_mean == 2.0
+    assert loaded.betas == (5, 1, 0.5, 2, 1) and loaded.w_on_mean == 2.0 and loaded.adversary_input == "mean"
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(loaded.state_dict()[k], v)
     fresh = {"vae": Adam(loaded.vae_params(), lr=1e-3), "adversary": Adam(loaded.adversary_params(), lr=2e-3)}
