@@ -10,7 +10,8 @@ import pytest
 from tinyvae.checkpoint import load_checkpoint, load_run
 from tinyvae.datasets import swiss_roll
 
-TINY = ["--n-train", "256", "--n-test", "128", "--hidden", "8", "--adversary-hidden", "8", "--backend", "numpy"]
+TINY = ["--n-train", "256", "--n-test", "128", "--hidden", "8", "--adversary-hidden", "8", "--adversary-steps", "2",
+        "--backend", "numpy"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -36,16 +36,17 @@ The entropy term's gradient. With one attribute's logit a and p = sigmoid(a):
     d(-H) / da    = a p (1 - p)
 
 It is 0 at a = 0 (p = 1/2, the entropy's maximum) and flows back through the adversary's layers into
-z, then through z = mu_z + exp(logvar_z / 2) eps into encoder_z.
-
-What the adversary reads (``adversary_input``): "sample", z ~ q(z | x), as in the paper; or "mean", mu_z,
-where the entropy's gradient enters mu_z directly. With samples, y can hide in mu_z at a scale below the
-posterior's noise: on the swiss roll the adversary then stays near chance on samples while a fresh
-classifier on mu_z finds y (up to 94% on one seed of three); reading mu_z closes that door (README, CSVAE). The adversary's parameters are *not*
+z, then through z = mu_z + exp(logvar_z / 2) eps into encoder_z. The adversary's parameters are *not*
 changed by it: its layers' grads are saved before that backward pass and put back after it
 (:func:`backward_keeping_grads`), so the encoder/decoder step leaves the adversary's grads exactly as
 the last adversary step left them (tests/test_csvae.py checks this). -H is computed stably with
 softplus: log p = -softplus(-a), log(1 - p) = -softplus(a).
+
+What the adversary reads (``adversary_input``): "sample", z ~ q(z | x), as in the paper; or "mean", mu_z,
+where the entropy's gradient enters mu_z directly (no path through eps). With samples, y can hide in mu_z
+at a scale below the posterior's noise: on one swiss-roll seed of three the adversary, reading noisy
+samples, reached 64% while a fresh classifier on mu_z found y 94% of the time; reading mu_z kept all three
+seeds at chance (README, section CSVAE).
 
 The adversary's loss, per attribute, is BCE = softplus(a) - y a = -log Bernoulli(y | sigmoid(a)), with
 dBCE/da = p - y: :func:`tinyvae.distributions.bernoulli_nll`, reused.
@@ -248,8 +249,7 @@ class CSVAE(Module):
         and each term (batch means). Give ``rng`` to draw eps, or fixed eps_z (N, z_dim), eps_w (N, m w_dim).
         """
         b1, b2, b3, b4, _ = self.betas
-        n = x.shape[0]
-        # Forward: two posteriors, their samples, the decoder, the adversary on the same z.
+        # Forward: two posteriors, their samples, the decoder, the adversary on the same z (or on mu_z).
         mu_z, logvar_z = self.encode_z(x)  # (N, Z) each
         mu_w, logvar_w = self.encode_w(x, y)  # (N, mW) each
         z = self.posterior_z.rsample(mu_z, logvar_z, rng=rng, eps=eps_z)  # (N, Z)
@@ -263,11 +263,11 @@ class CSVAE(Module):
 
         # Backward: the decoder splits its gradient between z and w; z also gets the entropy's path.
         dzw = self.decoder.backward(b1 * ddecoded)  # (N, Z + mW)
-        dz = dzw[:, : self.z_dim]
-        dz_adversary = backward_keeping_grads(self.adversary, b4 * dlogits)  # the adversary's grads are kept
+        dz, dw = dzw[:, : self.z_dim], dzw[:, self.z_dim :]
+        # (N, Z): the entropy's path through the adversary (whose grads are kept), into z or straight into mu_z
+        dz_adversary = backward_keeping_grads(self.adversary, b4 * dlogits)
         if self.adversary_input == "sample":
             dz = dz + dz_adversary
-        dw = dzw[:, self.z_dim :]
         dmu_z, dlogvar_z = self.posterior_z.rsample_backward(dz)
         if self.adversary_input == "mean":
             dmu_z = dmu_z + dz_adversary
@@ -275,14 +275,15 @@ class CSVAE(Module):
         dmu_w, dlogvar_w = self.posterior_w.rsample_backward(dw)
         self.encoder_w.backward(self.posterior_w.join(dmu_w + b2 * dmu_w_kl, dlogvar_w + b2 * dlogvar_w_kl))
 
-        terms = {name: float(np.mean(v, dtype=np.float64))
-                 for name, v in (("reconstruction", rec), ("kl_w", kl_w), ("kl_z", kl_z), ("negative_entropy", neg_h))}  # fmt: skip
+        named = (("reconstruction", rec), ("kl_w", kl_w), ("kl_z", kl_z), ("negative_entropy", neg_h))
+        terms = {name: float(np.mean(v, dtype=np.float64)) for name, v in named}
         loss = b1 * terms["reconstruction"] + b2 * terms["kl_w"] + b3 * terms["kl_z"] + b4 * terms["negative_entropy"]
         return {"loss": loss, **terms}
 
     def adversary_loss_and_grads(self, x, y, rng=None, eps_z=None):
-        """Forward and backward pass of the adversary's loss beta5 * BCE(y, q_delta(y | z)), z ~ q(z | x);
-        fills the adversary's grads only (no backward into the encoder). Returns {"loss", "bce", "accuracy"}."""
+        """Forward and backward pass of the adversary's loss beta5 * BCE(y, q_delta(y | z)), z ~ q(z | x) (or mu_z,
+        ``adversary_input="mean"``); fills the adversary's grads only (no backward into the encoder).
+        Returns {"loss", "bce", "accuracy"}."""
         beta5 = self.betas[4]
         y = check_attributes(y, x.shape[0], self.num_attributes, "CSVAE")
         mu_z, logvar_z = self.encode_z(x)
@@ -405,7 +406,8 @@ def mlp_csvae(input_dim=3, z_dim=2, w_dim=2, num_attributes=1, hidden=64, advers
     config = {"preset": "csvae", "input_dim": D, "z_dim": z_dim, "w_dim": w_dim, "num_attributes": m, "hidden": H,
               "adversary_hidden": A, "dtype": check_dtype(dtype, "mlp_csvae").name, "likelihood": likelihood,
               "sigma": float(sigma), "betas": [float(b) for b in betas], "w_on_mean": float(w_on_mean),
-              "w_on_std": float(w_on_std), "w_off_std": float(w_off_std), "adversary_input": adversary_input}  # fmt: skip
+              "w_on_std": float(w_on_std), "w_off_std": float(w_off_std),
+              "adversary_input": adversary_input}  # fmt: skip
     return CSVAE(encoder_z, encoder_w, decoder, adversary, z_dim=z_dim, w_dim=w_dim, num_attributes=m,
                  input_shape=(D,), likelihood=likelihood, sigma=sigma, betas=betas, w_on_mean=w_on_mean,
                  w_on_std=w_on_std, w_off_std=w_off_std, adversary_input=adversary_input, config=config)  # fmt: skip
