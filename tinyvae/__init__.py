@@ -27,3 +27,7 @@ __all__ = [
     "get_backend", "gradcheck", "kl_normal_standard", "linear_warmup", "load_run", "mlp_vae", "objectives",
     "set_backend", "softmax_cross_entropy", "train", "use_backend",
 ]
+
+from .csvae import CSVAE, mlp_csvae  # noqa: E402
+
+__all__ += ["CSVAE", "mlp_csvae"]

@@ -7,6 +7,7 @@ rebuilds the same architecture (checkpoints rely on this).
 
 import numpy as np
 
+from .csvae import mlp_csvae
 from .geometry import conv_output_size
 from .layers import (
     Condition, Conv2D, ConvTranspose2D, Dense, Flatten, LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh,
@@ -185,7 +186,7 @@ def faces_vae(latent_dim=200, input_shape=(3, 64, 64), channels=(32, 64, 64, 64)
     return VAE(encoder, decoder, latent_dim, (C, H, W), likelihood="gaussian", sigma=sigma, config=config)
 
 
-PRESETS = {"conv": conv_vae, "mlp": mlp_vae, "faces": faces_vae, "conv_classifier": conv_classifier}
+PRESETS = {"conv": conv_vae, "mlp": mlp_vae, "faces": faces_vae, "conv_classifier": conv_classifier, "csvae": mlp_csvae}
 
 
 def build_vae(preset, *, rng, **kwargs):

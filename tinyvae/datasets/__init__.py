@@ -95,3 +95,6 @@ __all__ += [
     "CELEBA_ATTRIBUTES", "CELEBA_SPLITS", "FACE_ATTRIBUTES", "FACE_PROBABILITIES", "find_celeba", "load_celeba",
     "load_image_folder", "synthetic_faces",
 ]  # fmt: skip
+from .swiss_roll import swiss_roll  # noqa: E402  (the CSVAE's toy data)
+
+__all__ += ["swiss_roll"]
