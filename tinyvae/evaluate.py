@@ -54,10 +54,11 @@ def check_judge(model, classifier):
 
     if getattr(model, "num_classes", None) is None:
         raise ValueError("label_accuracy: the model is not conditional (num_classes None); there is no class to judge")
-    if not isinstance(classifier, Classifier) or classifier.multilabel:
-        kind = f"a multi-label {type(classifier).__name__}" if isinstance(classifier, Classifier) else \
-            f"a {type(classifier).__name__}"
-        raise ValueError(f"label_accuracy: the judge must be a Classifier of classes, got {kind}")
+    if not isinstance(classifier, Classifier):
+        raise ValueError(f"label_accuracy: the judge must be a Classifier, got a {type(classifier).__name__}")
+    if classifier.multilabel:
+        raise ValueError(f"label_accuracy: the judge must be a Classifier of classes, got a multi-label "
+                         f"{type(classifier).__name__}")  # fmt: skip
     theirs = (classifier.num_classes, tuple(classifier.input_shape), np.dtype(classifier.dtype).name)
     ours = (model.num_classes, tuple(model.input_shape), np.dtype(model.dtype).name)
     if theirs != ours:
