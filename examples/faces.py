@@ -17,12 +17,22 @@ Written into --out (default runs/faces):
     latent_histograms.png     a few latent dimensions of the test codes z ~ q(z | x), against N(0, 1)
     attribute_arithmetic.png  test faces plus factor x the --attribute vector, factor -3..3
     morphing.png              test face a, decoded codes on the line from a to b, test face b
+                              (tinyvae/pictures.py: interpolation)
     curves.png                each training term per step, and the test ELBO per epoch (nats/image)
     samples-epochNNN.png, samples.gif, metrics.jsonl, summary.json, checkpoint.json + .npz
                               as in examples/mnist.py (the run itself is tinyvae/runner.py)
 
 The attribute vector is the mean code mu(x) of the test faces with the attribute minus that of
 those without (tinyvae/latent_edit.py), computed on the test set drawn into --out.
+
+Judged attribute arithmetic: --attribute-judge DIR names an attribute classifier trained on the
+same faces (python examples/classifier.py --dataset faces --out DIR; add --data-dir for CelebA).
+Checked before training, it rates at the end, for Eyeglasses, Smiling and --attribute, with
+the vector from the first 2000 training faces: of the test faces without the attribute, how many
+the judge sees with it after adding factor x the vector (factors 1, 2, 3), and how many keep every
+other attribute as the judge sees it on their reconstruction; and the converse, removing it from
+the faces with it (tinyvae.evaluate.attribute_edit_rates). Into summary.json ("attribute_edits")
+and the last lines printed. `--resume --attribute-judge DIR` judges a finished run without training.
 
 Time of the default run (64 x 64, the book's channels 32,64,64,64, latent 200, sigma 0.1, 8000
 synthetic training faces, 500 test faces, 6 epochs, batch 64), measured with
@@ -38,7 +48,9 @@ small features (mouths, glasses), and the samples are face-like blobs; more epoc
 """
 
 import argparse
+import json
 import os
+from pathlib import Path
 
 # One BLAS thread (unless the variable is already set): on 2 cores it is as fast as two for
 # these small matrices, and two threads slow down several-fold when another process is busy.
@@ -51,13 +63,20 @@ import numpy as np  # noqa: E402
 import tinyvae  # noqa: E402
 from tinyvae import pictures, runner  # noqa: E402
 from tinyvae.datasets import CELEBA_ATTRIBUTES, FACE_ATTRIBUTES, load_celeba, synthetic_faces  # noqa: E402
-from tinyvae.latent_edit import add_attribute, attribute_vector, morph  # noqa: E402
+from tinyvae.checkpoint import load_run  # noqa: E402
+from tinyvae.evaluate import (  # noqa: E402
+    attribute_accuracy, attribute_edit_rates, check_attribute_judge,
+)  # fmt: skip
+from tinyvae.latent_edit import add_attribute, attribute_vector  # noqa: E402
 from tinyvae.pictures import Skip, tile  # noqa: E402
-from tinyvae.runner import Data, Flag  # noqa: E402
+from tinyvae.runner import Data, Flag, OutputLock, write_text  # noqa: E402
 
 DEFAULTS = {"out": "runs/faces", "epochs": 6, "batch_size": 64, "lr": 1e-3, "iwae_k": 5, "test_size": 500}
 TRAIN_SEED, TEST_SEED = 0, 1  # the synthetic training and test faces (independent of --seed)
 FACTORS = np.arange(-3, 4)  # attribute arithmetic: z + factor * vector
+JUDGED = ("Eyeglasses", "Smiling")  # --attribute-judge rates these (and --attribute)
+JUDGED_FACTORS = (1.0, 2.0, 3.0)  # add (remove) factor x the vector
+VECTOR_FACES = 2000  # the first training faces, whose codes give the judged arithmetic's vectors
 
 
 def channel_list(text):
@@ -84,6 +103,8 @@ FLAGS = [
          channel_list, default_text="32,64,64,64"),
     Flag("--sigma", 0.1, "standard deviation of the Gaussian likelihood on pixels in [0, 1]", float, low=0,
          strict=True),
+    Flag("--attribute-judge", None, "an attribute classifier run (examples/classifier.py --dataset faces --out DIR) "
+         "that judges the attribute arithmetic at the end (default: none)", run_setting=False),
 ]  # fmt: skip
 
 
@@ -92,10 +113,11 @@ def to_unit_float(images, rng=None):
     return images.astype(np.float32) / np.float32(255.0)
 
 
-def load_data(cfg):
-    """Training faces (uint8, scaled per batch), test faces (float32), and the test faces' --attribute.
+def load_faces(cfg):
+    """(Data, the training faces' attributes (N, A), the test faces' (N, A), the attribute names).
 
-    The attribute is the test faces' class: ``test_labels`` (N,) is 1 with it, 0 without, and
+    Data: the training faces (uint8, scaled per batch), the test faces (float32), and the test
+    faces' --attribute as their class: ``test_labels`` (N,) is 1 with it, 0 without, and
     ``class_names`` is ["no <attribute>", "<attribute>"] (latent.png colours by it).
     """
     names = CELEBA_ATTRIBUTES if cfg["data_dir"] else FACE_ATTRIBUTES
@@ -104,18 +126,25 @@ def load_data(cfg):
                          f"faces have {', '.join(names)}")  # fmt: skip
     size = cfg["size"]
     if cfg["data_dir"]:
-        train_x, _, _ = load_celeba(cfg["data_dir"], image_size=size, split="train")
+        train_x, train_attributes, _ = load_celeba(cfg["data_dir"], image_size=size, split="train")
         test_x, test_attributes, names = load_celeba(cfg["data_dir"], image_size=size, split="test")
         source = f"CelebA from {cfg['data_dir']}"
     else:
-        train_x, _, _ = synthetic_faces(cfg["n_train"], size=size, rng=np.random.default_rng(TRAIN_SEED))
+        train_x, train_attributes, _ = synthetic_faces(cfg["n_train"], size=size, rng=np.random.default_rng(TRAIN_SEED))
         test_x, test_attributes, names = synthetic_faces(cfg["test_size"], size=size,
                                                          rng=np.random.default_rng(TEST_SEED))  # fmt: skip
         source = f"synthetic faces (seeds {TRAIN_SEED} train, {TEST_SEED} test)"
     attribute = cfg["attribute"]
-    has = test_attributes[: cfg["test_size"], list(names).index(attribute)]  # (N,) 0/1
-    return Data(train_x, to_unit_float(test_x[: cfg["test_size"]]), has, [f"no {attribute}", attribute],
+    test_attributes = test_attributes[: cfg["test_size"]]
+    has = test_attributes[:, list(names).index(attribute)]  # (N,) 0/1
+    data = Data(train_x, to_unit_float(test_x[: cfg["test_size"]]), has, [f"no {attribute}", attribute],
                 to_unit_float, notes={"data": f"{source}, {size}x{size}"})  # fmt: skip
+    return data, train_attributes, test_attributes, list(names)
+
+
+def load_data(cfg):
+    """The runner's data: :func:`load_faces`'s Data."""
+    return load_faces(cfg)[0]
 
 
 def build_model(cfg, rng):
@@ -173,36 +202,118 @@ def attribute_arithmetic(plt, run, faces=5):
     return pictures._mosaic_figure(plt, tile(rows.reshape(-1, *decoded.shape[1:]), len(FACTORS) + 1), title, run.cmap)
 
 
-def morphing(plt, run, pairs=4, steps=9):
-    """Rows: test face a, decoded codes on the straight line from mu(a) to mu(b), test face b."""
-    if len(run.test_x) < 2:
-        raise Skip(f"needs at least 2 test faces, got {len(run.test_x)}")
-    model, x = run.model, run.test_x
-    pairs = min(pairs, len(x) // 2)
-    mu = model.encode(x[: 2 * pairs])[0]  # (2 * pairs, L): a = even rows, b = odd rows
-    rows = []
-    for p in range(pairs):
-        path = morph(mu[2 * p], mu[2 * p + 1], steps)  # (steps, L)
-        rows += [x[2 * p : 2 * p + 1], model.mean(model.decode(path)), x[2 * p + 1 : 2 * p + 2]]
-    return pictures._mosaic_figure(plt, tile(np.concatenate(rows), steps + 2),
-                                   "test face a, decoded (1 - t) mu(a) + t mu(b) for t = 0..1, test face b", run.cmap)
-
-
 PICTURES = {
     "reconstructions.png": pictures.reconstructions,
     "samples.png": pictures.samples,
     "latent.png": pictures.latent,
     "latent_histograms.png": latent_histograms,
     "attribute_arithmetic.png": attribute_arithmetic,
-    "morphing.png": morphing,
+    "morphing.png": pictures.interpolation,
     "curves.png": pictures.curves,
 }
 
 
+# --------------------------------------------------------------------------------------
+# Judged attribute arithmetic (--attribute-judge)
+# --------------------------------------------------------------------------------------
+
+
+class JudgedArithmetic:
+    """The runner's load_data and build_model, keeping what --attribute-judge needs after the run.
+
+    load_data loads the judge and checks it before anything is trained; after ``runner.run``,
+    :meth:`judge` rates the attribute arithmetic of the trained model and adds it to summary.json.
+    """
+
+    def __init__(self):
+        self.judge = None
+
+    def load_data(self, cfg):
+        self.data, self.train_attributes, self.test_attributes, self.names = load_faces(cfg)
+        self.attributes = list(dict.fromkeys([*JUDGED, cfg["attribute"]]))
+        if cfg["attribute_judge"]:
+            where = f"--attribute-judge {cfg['attribute_judge']}"
+            try:
+                self.judge = load_run(cfg["attribute_judge"])
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"{where}: {err}; train an attribute classifier there first "
+                                        f"(examples/classifier.py --dataset faces --out DIR)") from err  # fmt: skip
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from err
+            try:
+                check_attribute_judge(self.judge, (3, cfg["size"], cfg["size"]), np.float32, self.names)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from err
+            if len(self.judge.attributes) != len(self.names):
+                raise ValueError(f"{where}: it classifies {', '.join(self.judge.attributes)}, but these faces have "
+                                 f"{', '.join(self.names)}; train it on the same faces")  # fmt: skip
+        return self.data
+
+    def build_model(self, cfg, rng):
+        self.model = build_model(cfg, rng)
+        return self.model
+
+    def rates(self, cfg):
+        """summary.json's "attribute_edits", and the lines that report them."""
+        model, judge, data = self.model, self.judge, self.data
+        n = min(VECTOR_FACES, len(data.train_x))
+        codes = np.concatenate([model.encode(to_unit_float(data.train_x[s : min(s + 500, n)]))[0]
+                                for s in range(0, n, 500)])  # (n, L)  # fmt: skip
+        columns = [self.names.index(a) for a in judge.attributes]  # the judge's attributes in the data's columns
+        reconstructions = np.concatenate([model.reconstruct(data.test_x[s : s + 500])
+                                          for s in range(0, len(data.test_x), 500)])  # fmt: skip
+        accuracy = {"test faces": attribute_accuracy(judge, data.test_x, self.test_attributes[:, columns]),
+                    "reconstructions": attribute_accuracy(judge, reconstructions, self.test_attributes[:, columns])}
+        edits, lines = {}, []
+        for name in self.attributes:
+            has = self.train_attributes[:n, self.names.index(name)]
+            test_has = self.test_attributes[:, self.names.index(name)].astype(bool)
+            if has.all() or not has.any() or test_has.all() or not test_has.any():
+                edits[name] = {"skipped": "needs faces with and without it in both the training and test faces"}
+                lines.append(f"  {name}: skipped ({edits[name]['skipped']})")
+                continue
+            vector = attribute_vector(codes[: len(has)], has)
+            edits[name] = {"add": [attribute_edit_rates(model, judge, data.test_x[~test_has], name, vector, f)
+                                   for f in JUDGED_FACTORS],
+                           "remove": [attribute_edit_rates(model, judge, data.test_x[test_has], name, vector, -f)
+                                      for f in JUDGED_FACTORS]}  # fmt: skip
+            for way, turned in (("add", "on"), ("remove", "off")):
+                rates = edits[name][way]
+                lines.append(f"  {name} {way} ({rates[0]['n']} test faces {'without' if way == 'add' else 'with'} "
+                             "it): " + "; ".join(f"x{r['factor']:g} {turned} {100 * r['switched']:.1f}%, others kept "
+                                                 f"{100 * r['others_kept']:.1f}%" for r in rates))  # fmt: skip
+        result = {"judge": str(cfg["attribute_judge"]), "factors": list(JUDGED_FACTORS),
+                  "vector": f"mean mu(x) of the first {n} training faces with the attribute minus without",
+                  "others_compared_with": "the judge's attributes of the reconstruction E[x | z = mu(x)]",
+                  "judge_accuracy": accuracy, "attributes": edits}  # fmt: skip
+        seen = ", ".join(f"{a} {100 * accuracy['test faces'][a]:.1f}/{100 * accuracy['reconstructions'][a]:.1f}%"
+                         for a in judge.attributes)  # fmt: skip
+        lines.insert(0, f"judge accuracy on test faces / their reconstructions: {seen}")
+        lines.insert(0, f"judged attribute arithmetic ({cfg['attribute_judge']}; vector from {n} training faces; "
+                        "others compared with the reconstruction):")  # fmt: skip
+        return result, lines
+
+    def judge_run(self, summary):
+        """Add the judged attribute arithmetic to the run's summary (and summary.json); print it."""
+        cfg = summary["config"]
+        if self.judge is None:
+            return summary
+        out = Path(summary["checkpoint"]).parent
+        self.model.eval()
+        result, lines = self.rates(cfg)
+        summary["attribute_edits"] = result
+        with OutputLock(out):
+            write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        print("\n".join(lines))
+        return summary
+
+
 def main(argv=None):
-    """Train, evaluate, draw; returns the summary dict (also written to summary.json)."""
-    return runner.run(argv, description=__doc__, flags=FLAGS, defaults=DEFAULTS, load_data=load_data,
-                      build_model=build_model, pictures=PICTURES)  # fmt: skip
+    """Train, evaluate, draw, judge (--attribute-judge); returns the summary dict (also written to summary.json)."""
+    judged = JudgedArithmetic()
+    summary = runner.run(argv, description=__doc__, flags=FLAGS, defaults=DEFAULTS, load_data=judged.load_data,
+                         build_model=judged.build_model, pictures=PICTURES)  # fmt: skip
+    return judged.judge_run(summary)
 
 
 if __name__ == "__main__":

@@ -171,3 +171,87 @@ def test_the_example_documents_its_flags_and_refuses_bad_ones(example, tmp_path,
         example.main(["--lr-decay", "0", "--out", str(tmp_path / "run")])
     assert exit_info.value.code == 2 and "argument --lr-decay" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------------------
+# The multi-label attribute classifier
+# --------------------------------------------------------------------------------------
+
+ATTRIBUTES = ["Eyeglasses", "Smiling", "Wearing_Hat"]
+
+
+def tiny_attribute_classifier(rng, dtype=np.float64):
+    return tinyvae.attribute_classifier(ATTRIBUTES, input_shape=(2, 6, 6), channels=(2, 3), hidden=4, rng=rng,
+                                        dtype=dtype)  # fmt: skip
+
+
+@settings(max_examples=6)
+@given(n=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_attribute_classifier_gradients(backend, n, seed):
+    rng = np.random.default_rng(seed)
+    model = tiny_attribute_classifier(rng)
+    for p in model.params.values():  # nonzero biases, so that every gradient is exercised
+        p[...] = rng.standard_normal(p.shape) * 0.5
+    x, y = rng.standard_normal((n, 2, 6, 6)), rng.integers(0, 2, (n, 3))
+    model.loss_and_grads(x, y)
+    analytic = {k: v.copy() for k, v in model.grads.items()}
+
+    def loss():
+        return model.loss_and_grads(x, y)["loss"]
+
+    names = list(model.params)
+    numeric = {name: numerical_gradient(loss, model.params[name]) for name in names}
+    flat = [np.concatenate([d[name].ravel() for name in names]) for d in (analytic, numeric)]
+    assert relative_error(*flat) < TOL
+
+
+def test_attribute_loss_is_the_summed_sigmoid_cross_entropy_and_predictions_are_logits_above_zero():
+    model = tiny_attribute_classifier(np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((4, 2, 6, 6))
+    y = np.array([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]])
+    logits = model.logits(x)
+    s = 1 / (1 + np.exp(-logits))
+    expected = np.mean(np.sum(-(y * np.log(s) + (1 - y) * np.log(1 - s)), axis=1))
+    terms = model.loss_and_grads(x, y.astype(bool))  # booleans work as 0/1
+    np.testing.assert_allclose(terms["loss"], expected, rtol=1e-12)
+    np.testing.assert_array_equal(model.predict(x), logits > 0)
+    assert model.predict(x).dtype == bool and model.predict(x).shape == (4, 3)
+    np.testing.assert_allclose(model.probabilities(x), s, rtol=1e-12)
+    assert terms["accuracy"] == np.mean((logits > 0) == (y == 1))
+
+
+def faces_like(rng, n):
+    """2x6x6 noise; attribute a (of 3) is a bright pixel at a fixed place of channel a % 2, independently."""
+    y = (rng.random((n, 3)) < 0.5).astype(np.uint8)
+    x = 0.3 * rng.random((n, 2, 6, 6))
+    for a, (c, i, j) in enumerate([(0, 1, 1), (1, 4, 4), (0, 4, 1)]):
+        x[:, c, i, j] += y[:, a]
+    return x.astype(np.float32), y
+
+
+def test_a_short_training_learns_each_attribute_and_loads_back(backend, tmp_path):
+    rng = np.random.default_rng(0)
+    model = tiny_attribute_classifier(rng, np.float32)
+    x, y = faces_like(rng, 400)
+    optimizer = Adam(model.params, lr=0.03)
+    history = train(model, optimizer, x, labels=y, epochs=10, batch_size=32, rng=rng, beta=None)
+    assert history[-1]["loss"] < history[0]["loss"]
+    accuracies = tinyvae.evaluate.attribute_accuracy(model.eval(), x, y)
+    assert list(accuracies) == ATTRIBUTES and min(accuracies.values()) > 0.9, accuracies
+    save_checkpoint(tmp_path, model, optimizer, epoch=10, rng=rng, config={})
+    loaded = load_run(tmp_path)
+    assert isinstance(loaded, tinyvae.AttributeClassifier) and loaded.attributes == tuple(ATTRIBUTES)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_attribute_classifier_refuses_bad_attributes():
+    model = tiny_attribute_classifier(np.random.default_rng(0))
+    x = np.zeros((2, 2, 6, 6))
+    with pytest.raises(ValueError, match=r"AttributeClassifier: expected attributes as an array of shape \(2, 3\)"):
+        model.loss_and_grads(x, np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match=r"AttributeClassifier: attributes must be 0 or 1, got values \[0, 2\]"):
+        model.loss_and_grads(x, np.array([[0, 2, 0], [0, 0, 0]]))
+    with pytest.raises(ValueError, match=r"attribute_classifier: attributes must be a non-empty list"):
+        tinyvae.attribute_classifier([], rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"AttributeClassifier: attributes must be a non-empty list of distinct"):
+        tinyvae.attribute_classifier(["Smiling", "Smiling"], rng=np.random.default_rng(0))

@@ -226,3 +226,52 @@ def test_help_names_the_faces_flags_and_pictures(faces, capsys):
     for word in ("--size", "--n-train", "--data-dir", "--attribute", "--channels", "--sigma", "--resume",
                  *PICTURES):  # fmt: skip
         assert word in text, word
+
+
+# --------------------------------------------------------------------------------------
+# --attribute-judge: the judged attribute arithmetic
+# --------------------------------------------------------------------------------------
+
+
+def tiny_judge(directory, size=32, attributes=tinyvae.datasets.FACE_ATTRIBUTES):
+    """An untrained attribute classifier of 3 x size x size faces, saved as examples/classifier.py saves one."""
+    rng = np.random.default_rng(0)
+    judge = tinyvae.attribute_classifier(list(attributes), input_shape=(3, size, size), channels=(2, 2), hidden=4,
+                                         rng=rng)  # fmt: skip
+    tinyvae.checkpoint.save_checkpoint(directory, judge, Adam(judge.params), epoch=0, rng=rng, config={})
+    return directory
+
+
+def test_attribute_judge_rates_the_arithmetic_into_the_summary(faces, tmp_path, no_pictures, capsys):
+    out = tmp_path / "run"
+    summary = faces.main(tiny(out, "--epochs", "1", "--test-size", "40", "--attribute", "Male",
+                              "--attribute-judge", str(tiny_judge(tmp_path / "judge"))))  # fmt: skip
+    edits = summary["attribute_edits"]
+    assert json.loads((out / "summary.json").read_text())["attribute_edits"] == edits
+    assert list(edits["attributes"]) == ["Eyeglasses", "Smiling", "Male"] and edits["factors"] == [1.0, 2.0, 3.0]
+    _, test_attributes, names = tinyvae.datasets.synthetic_faces(40, 32, np.random.default_rng(faces.TEST_SEED))
+    for name, rates in edits["attributes"].items():
+        with_it = int(test_attributes[:, names.index(name)].sum())
+        assert [r["n"] for r in rates["add"]] == [40 - with_it] * 3
+        assert [r["n"] for r in rates["remove"]] == [with_it] * 3
+        assert [r["factor"] for r in rates["remove"]] == [-1.0, -2.0, -3.0]
+        for r in rates["add"] + rates["remove"]:
+            assert 0 <= r["both"] <= min(r["switched"], r["others_kept"]) <= 1
+    assert set(edits["judge_accuracy"]) == {"test faces", "reconstructions"}
+    printed = capsys.readouterr().out
+    assert "judged attribute arithmetic" in printed and "Smiling add (" in printed and "Eyeglasses remove (" in printed
+
+
+@pytest.mark.parametrize(
+    "judge, message",
+    [
+        (lambda d: d / "nothing", r"--attribute-judge .*nothing: .*examples/classifier.py --dataset faces"),
+        (lambda d: tiny_judge(d / "j", size=64), r"it takes \(3, 64, 64\) float32 images, but the model makes"),
+        (lambda d: tiny_judge(d / "j", attributes=["Eyeglasses", "Smiling"]), r"does not know Blond_Hair"),
+    ],
+)
+def test_a_judge_that_cannot_judge_stops_the_run_before_training(faces, tmp_path, no_pictures, judge, message):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=message):
+        faces.main(tiny(out, "--epochs", "1", "--attribute-judge", str(judge(tmp_path))))
+    assert not (out / "checkpoint.json").exists()

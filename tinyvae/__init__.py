@@ -10,11 +10,11 @@ from .distributions import (
 from .layers import (
     Concat, Conv2D, ConvTranspose2D, Dense, Flatten, LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Split, Tanh,
 )  # fmt: skip
-from .model import VAE, Classifier
+from .model import VAE, Classifier, AttributeClassifier
 from .module import Module
 from .optim import SGD, Adam
 from .norm import BatchNorm1D, BatchNorm2D
-from .presets import PRESETS, build_vae, conv_classifier, conv_vae, faces_vae, mlp_vae
+from .presets import PRESETS, build_vae, conv_classifier, conv_vae, faces_vae, mlp_vae, attribute_classifier
 from .train import NonFiniteLossError, linear_warmup, train
 
 __version__ = "0.1.0"
@@ -25,7 +25,7 @@ __all__ = [
     "Reparameterize", "Reshape", "SGD", "Sequential", "Sigmoid", "Split", "Tanh", "VAE", "bernoulli_nll", "build_vae",
     "checkpoint", "conv_classifier", "conv_vae", "datasets", "distributions", "evaluate", "faces_vae", "gaussian_nll",
     "get_backend", "gradcheck", "kl_normal_standard", "linear_warmup", "load_run", "mlp_vae", "objectives",
-    "set_backend", "softmax_cross_entropy", "train", "use_backend",
+    "set_backend", "softmax_cross_entropy", "train", "use_backend", "AttributeClassifier", "attribute_classifier",
 ]
 
 from .csvae import CSVAE, mlp_csvae  # noqa: E402

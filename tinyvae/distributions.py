@@ -7,6 +7,7 @@
 * The functions underneath: :func:`kl_normal_standard`, :func:`bernoulli_nll`,
   :func:`gaussian_nll`, :func:`log_normal`.
 * :func:`softmax_cross_entropy`: -log Categorical(y | softmax(logits)), a classifier's loss.
+  (An attribute classifier's loss, one Bernoulli per attribute, is :func:`bernoulli_nll` of its logits.)
 
 Every loss returns ``(per_example, grads...)``: the loss of each example summed over its
 features (nats per image), shape (N,), and the gradient of the *batch mean* of that loss.
@@ -252,6 +253,19 @@ def check_labels(labels, n, num_classes, where):
             f"{where}: labels must lie in [0, {num_classes}), got values in [{labels.min()}, {labels.max()}]"
         )
     return labels.astype(np.int64)
+
+
+def check_attributes(attributes, n, num_attributes, where):
+    """``attributes`` (n, num_attributes) of 0/1 (integers, booleans or floats) as uint8; a clear error otherwise."""
+    shape = getattr(attributes, "shape", None)
+    if not isinstance(attributes, np.ndarray) or shape != (n, num_attributes):
+        raise ValueError(f"{where}: expected attributes as an array of shape ({n}, {num_attributes}) (one 0/1 column "
+                         f"per attribute), got {getattr(attributes, 'dtype', type(attributes).__name__)} "
+                         f"{shape if shape is not None else ''}")  # fmt: skip
+    numeric = np.issubdtype(attributes.dtype, np.number) or attributes.dtype == bool
+    if not numeric or not np.isin(attributes, (0, 1)).all():
+        raise ValueError(f"{where}: attributes must be 0 or 1, got values {np.unique(attributes)[:5].tolist()}")
+    return attributes.astype(np.uint8)
 
 
 def softmax_cross_entropy(logits, labels):

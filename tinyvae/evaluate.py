@@ -6,11 +6,14 @@
     latent_statistics(model, test_x)          # KL per latent dimension, active units
     accuracy(classifier, test_x, test_labels) # a classifier's fraction of right answers
     label_accuracy(cvae, classifier, 1000, rng)  # how often a classifier sees the class a CVAE was asked for
+    attribute_accuracy(judge, faces, attributes) # an attribute classifier's accuracy, attribute by attribute
+    attribute_edit_rates(vae, judge, faces, "Smiling", vector, 2.0)  # does adding 2 x the vector make them smile?
 """
 
 import numpy as np
 
-from .module import check_int
+from .distributions import check_attributes
+from .module import check_input, check_int
 from .objectives import elbo, iwae_bound
 
 
@@ -53,6 +56,9 @@ def check_judge(model, classifier):
         raise ValueError("label_accuracy: the model is not conditional (num_classes None); there is no class to judge")
     if not isinstance(classifier, Classifier):
         raise ValueError(f"label_accuracy: the judge must be a Classifier, got a {type(classifier).__name__}")
+    if classifier.multilabel:
+        raise ValueError(f"label_accuracy: the judge must be a Classifier of classes, got a multi-label "
+                         f"{type(classifier).__name__}")  # fmt: skip
     theirs = (classifier.num_classes, tuple(classifier.input_shape), np.dtype(classifier.dtype).name)
     ours = (model.num_classes, tuple(model.input_shape), np.dtype(model.dtype).name)
     if theirs != ours:
@@ -78,6 +84,74 @@ def label_accuracy(model, classifier, n_per_class, rng, batch_size=500):
     predicted = np.concatenate([classifier.predict(model.sample(len(yb), rng, y=yb)) for yb in batches])
     right = (predicted == y).reshape(model.num_classes, n_per_class)  # (K, n_per_class)
     return {"overall": float(right.mean()), "per_class": right.mean(axis=1).tolist(), "n_per_class": n_per_class}
+
+
+def attribute_predictions(judge, x, batch_size=500):
+    """``judge.predict`` of x (N, ...) in batches: (N, A) bool, one column per ``judge.attributes``."""
+    return np.concatenate([judge.predict(b) for b, _ in _batches(x, batch_size)])
+
+
+def attribute_accuracy(judge, x, attributes, batch_size=500):
+    """{name: the fraction of x whose attribute ``judge.predict`` gets right}, for each of ``judge.attributes``.
+
+    attributes: (N, A) 0/1, the true attributes of x, columns in the order of ``judge.attributes``.
+    """
+    truth = check_attributes(attributes, len(x), judge.num_classes, "attribute_accuracy").astype(bool)
+    right = attribute_predictions(judge, x, batch_size) == truth  # (N, A)
+    return dict(zip(judge.attributes, right.mean(axis=0).tolist()))
+
+
+def check_attribute_judge(judge, input_shape, dtype, names=()):
+    """Raise ValueError unless ``judge`` is an AttributeClassifier of (N, *input_shape) ``dtype`` images that
+    knows the attributes ``names``."""
+    if not getattr(judge, "multilabel", False):
+        raise ValueError(f"attribute judge: expected an AttributeClassifier (examples/classifier.py --dataset faces), "
+                         f"got a {type(judge).__name__}")  # fmt: skip
+    theirs = (tuple(judge.input_shape), np.dtype(judge.dtype).name)
+    ours = (tuple(input_shape), np.dtype(dtype).name)
+    if theirs != ours:
+        raise ValueError(f"attribute judge: it takes {theirs[0]} {theirs[1]} images, but the model makes {ours[0]} "
+                         f"{ours[1]} images")  # fmt: skip
+    unknown = [name for name in names if name not in judge.attributes]
+    if unknown:
+        raise ValueError(f"attribute judge: it does not know {', '.join(unknown)}; it classifies "
+                         f"{', '.join(judge.attributes)}")  # fmt: skip
+
+
+def attribute_edit_rates(model, judge, x, attribute, vector, factor, batch_size=500):
+    """Add ``factor`` x ``vector`` to the codes of x, decode, and let the judge say what changed. Returns
+
+    {"switched": the fraction of x whose decoded edit the judge sees with the attribute if factor > 0
+    (without it if factor < 0); "others_kept": the fraction whose every other attribute the judge sees
+    the same on the edit as on the reconstruction; "both": the fraction with both; "n": len(x); "factor"}.
+
+    x (N, C, H, W): images, typically all without the attribute (factor > 0: add it) or all with it
+    (factor < 0: remove it). The edit is E[x | z] at z = mu(x) + factor * vector (vector (L,), e.g.
+    :func:`tinyvae.latent_edit.attribute_vector`); the reconstruction is E[x | z] at z = mu(x). The other
+    attributes are compared with the reconstruction's, not with x's: both are decoded, so a change
+    is the edit's, while what the decoder loses anyway (e.g. thin glasses blurred away) counts for neither.
+    """
+    check_attribute_judge(judge, model.input_shape, model.dtype, [attribute])
+    check_input(x, model.input_shape, model.dtype, "attribute_edit_rates")
+    if not np.isfinite(factor) or factor == 0:
+        raise ValueError(f"attribute_edit_rates: factor must be a nonzero finite number (> 0 adds the attribute, "
+                         f"< 0 removes it), got {factor!r}")  # fmt: skip
+    vector = np.asarray(vector, dtype=model.dtype)
+    if vector.shape != (model.latent_dim,):
+        raise ValueError(f"attribute_edit_rates: vector must be ({model.latent_dim},) like a code, got {vector.shape}")
+    step = (factor * vector).astype(model.dtype)  # (L,)
+    column = judge.attributes.index(attribute)
+    others = [a for a in range(judge.num_classes) if a != column]
+    switched, kept = [], []
+    for b, _ in _batches(x, batch_size):
+        mu = model.encode(b)[0]  # (n, L)
+        seen = judge.predict(model.mean(model.decode(mu)))  # (n, A): on the reconstructions
+        edited = judge.predict(model.mean(model.decode(mu + step)))  # (n, A): on the edits
+        switched.append(edited[:, column] == (factor > 0))  # (n,)
+        kept.append(np.all(edited[:, others] == seen[:, others], axis=1))  # (n,)
+    switched, kept = np.concatenate(switched), np.concatenate(kept)
+    return {"switched": float(switched.mean()), "others_kept": float(kept.mean()),
+            "both": float((switched & kept).mean()), "n": len(x), "factor": float(factor)}  # fmt: skip
 
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x(E_q[z_d | x]) > 0.01

@@ -1,5 +1,6 @@
 """The VAE: encoder -> posterior q(z | x) -> decoder -> likelihood p(x | z), wired together;
-and a Classifier, a network whose logits go through :func:`tinyvae.softmax_cross_entropy`.
+a Classifier, a network whose logits go through :func:`tinyvae.softmax_cross_entropy`; and an
+AttributeClassifier, one whose logits are independent Bernoulli attributes (:func:`tinyvae.bernoulli_nll`).
 
 The model holds the pieces; the arithmetic lives with them: the posterior and the
 likelihoods in :mod:`tinyvae.distributions`, the loss and its backward pass in
@@ -9,7 +10,9 @@ likelihoods in :mod:`tinyvae.distributions`, the loss and its backward pass in
 import numpy as np
 
 from . import objectives
-from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, check_labels, softmax_cross_entropy
+from .distributions import (
+    LIKELIHOODS, DiagonalGaussian, Gaussian, bernoulli_nll, check_attributes, check_labels, softmax_cross_entropy,
+)  # fmt: skip
 from .layers import Condition
 from .module import Module, check_input, check_int
 
@@ -150,12 +153,16 @@ class Classifier(Module):
     so ``tinyvae.checkpoint.load_run(out)`` loads a saved classifier too.
     """
 
+    multilabel = False  # one class per image (softmax); AttributeClassifier: any number of attributes
+    _fewest_classes = 2
+
     def __init__(self, network, num_classes, input_shape, config=None):
         super().__init__()
+        where = type(self).__name__
         self.network = network
         self._children = {"network": network}
-        self.num_classes = check_int(num_classes, "num_classes", "Classifier", 2)
-        self.input_shape = tuple(check_int(s, "input_shape", "Classifier", 1) for s in input_shape)
+        self.num_classes = check_int(num_classes, "num_classes", where, self._fewest_classes)
+        self.input_shape = tuple(check_int(s, "input_shape", where, 1) for s in input_shape)
         self._config = dict(config or {})
 
     def config(self):
@@ -188,4 +195,59 @@ class Classifier(Module):
         loss, dlogits = softmax_cross_entropy(logits, y)  # (N,), (N, num_classes): (softmax - onehot) / N
         self.network.backward(dlogits)
         correct = np.argmax(logits, axis=1) == y
+        return {"loss": float(np.mean(loss, dtype=np.float64)), "accuracy": float(np.mean(correct))}
+
+
+class AttributeClassifier(Classifier):
+    """A multi-label classifier: logits (N, A), one per named attribute, each an independent Bernoulli.
+
+    p(attribute a | x) = sigmoid(logit_a). The loss is the batch mean of the sigmoid cross-entropy
+    summed over the attributes, -sum_a [y_a log s_a + (1 - y_a) log(1 - s_a)] with s = sigmoid(logits):
+    the Bernoulli negative log-likelihood of a VAE's pixels (:func:`tinyvae.bernoulli_nll`; its formula
+    and gradient, sigmoid(logits) - y, are in :func:`tinyvae.kernels_numpy.bernoulli_nll`), with the
+    attributes as the targets. ``num_classes`` is the number of attributes A (at least one).
+
+        judge = tinyvae.checkpoint.load_run("runs/faces-judge")   # examples/classifier.py --dataset faces
+        judge.attributes                     # ("Blond_Hair", "Eyeglasses", ...): the columns below
+        judge.probabilities(images)          # (N, A) float: p(attribute | image)
+        judge.predict(images)                # (N, A) bool: probability > 1/2
+    """
+
+    multilabel = True
+    _fewest_classes = 1
+
+    def __init__(self, network, attributes, input_shape, config=None):
+        if (not isinstance(attributes, (list, tuple)) or not attributes or len(set(attributes)) != len(attributes)
+                or not all(isinstance(a, str) and a for a in attributes)):  # fmt: skip
+            raise ValueError(f"AttributeClassifier: attributes must be a non-empty list of distinct names, "
+                             f"got {attributes!r}")  # fmt: skip
+        super().__init__(network, len(attributes), input_shape, config)
+        self.attributes = tuple(attributes)
+
+    def __repr__(self):
+        return f"AttributeClassifier(attributes={list(self.attributes)},\n network={self.network!r})"
+
+    def architecture(self):
+        return {**super().architecture(), "attributes": list(self.attributes)}
+
+    def probabilities(self, x):
+        """p(attribute | image) = sigmoid(logits), (N, A), computed without overflow."""
+        return 0.5 * (1.0 + np.tanh(0.5 * self.logits(x)))
+
+    def predict(self, x):
+        """Which attributes each image has, (N, A) bool: probability above 1/2, i.e. logit above 0."""
+        return self.logits(x) > 0
+
+    def loss_and_grads(self, x, y, rng=None):
+        """Forward and backward pass of the mean summed sigmoid cross-entropy of attributes y (N, A); fills ``grads``.
+
+        y: 0/1 (or booleans), one column per attribute, in the order of ``attributes``. Returns
+        {"loss": nats per example (summed over attributes), "accuracy": the fraction of the batch's
+        (image, attribute) pairs predicted right}. ``rng`` is not used, as in :meth:`Classifier.loss_and_grads`.
+        """
+        logits = self.logits(x)  # (N, A)
+        targets = check_attributes(y, logits.shape[0], self.num_classes, type(self).__name__).astype(logits.dtype)
+        loss, dlogits = bernoulli_nll(logits, targets)  # (N,), (N, A): (sigmoid(logits) - y) / N
+        self.network.backward(dlogits)
+        correct = (logits > 0) == (targets == 1)  # (N, A)
         return {"loss": float(np.mean(loss, dtype=np.float64)), "accuracy": float(np.mean(correct))}

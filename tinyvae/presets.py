@@ -1,4 +1,4 @@
-"""Ready-made VAE architectures, and a classifier. Each preset records its arguments in ``model.config()``, so
+"""Ready-made VAE architectures, and two classifiers. Each preset records its arguments in ``model.config()``, so
 
     tinyvae.build_vae(**model.config(), rng=rng)
 
@@ -12,7 +12,7 @@ from .geometry import conv_output_size
 from .layers import (
     Condition, Conv2D, ConvTranspose2D, Dense, Flatten, LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh,
 )  # fmt: skip
-from .model import VAE, Classifier
+from .model import VAE, AttributeClassifier, Classifier
 from .module import check_dtype, check_int
 from .norm import BatchNorm1D, BatchNorm2D
 
@@ -103,6 +103,24 @@ def mlp_vae(latent_dim=20, hidden=500, input_shape=(1, 28, 28), *, rng, dtype=np
     return VAE(encoder, decoder, latent_dim, shape, likelihood=likelihood, config=config, num_classes=K or None)
 
 
+def _conv_network(input_shape, channels, hidden, outputs, preset, kw):
+    """The classifiers' network: ((C, H, W), config entries {input_shape, channels, hidden}, the Sequential)."""
+    C, H, W = _input_shape(input_shape, preset)
+    if not isinstance(channels, (tuple, list)) or len(channels) != 2:
+        raise ValueError(f"{preset}: channels must be a pair (c1, c2), got {channels!r}")
+    c1, c2 = (check_int(c, "channels", preset, 1) for c in channels)
+    hidden = check_int(hidden, "hidden", preset, 1)
+    H2, W2 = (conv_output_size(conv_output_size(s, 5, 2, 2), 5, 2, 2) for s in (H, W))  # after two stride-2 convs
+    network = Sequential(
+        Conv2D(C, c1, 5, stride=2, padding=2, **kw), ReLU(),  # (N, c1, ceil(H/2), ceil(W/2))
+        Conv2D(c1, c2, 5, stride=2, padding=2, **kw), ReLU(),  # (N, c2, H2, W2)
+        Flatten(),  # (N, c2 * H2 * W2)
+        Dense(c2 * H2 * W2, hidden, **kw), ReLU(),  # (N, hidden)
+        Dense(hidden, outputs, **kw),  # (N, outputs): logits
+    )  # fmt: skip
+    return (C, H, W), {"input_shape": [C, H, W], "channels": [c1, c2], "hidden": hidden}, network
+
+
 def conv_classifier(num_classes=10, input_shape=(1, 28, 28), channels=(32, 64), hidden=128, *, rng,
                     dtype=np.float32):  # fmt: skip
     """A small conv net for C x H x W images: two 5x5 stride-2 convolutions and two dense layers.
@@ -110,24 +128,28 @@ def conv_classifier(num_classes=10, input_shape=(1, 28, 28), channels=(32, 64), 
     Conv C->c1 (5x5, s2, p2) ReLU, Conv c1->c2 (5x5, s2, p2) ReLU, Flatten, Dense -> hidden ReLU,
     Dense -> num_classes logits. At 1 x 28 x 28: (N, 32, 14, 14), (N, 64, 7, 7), 3136 features.
     """
-    C, H, W = _input_shape(input_shape, "conv_classifier")
     num_classes = check_int(num_classes, "num_classes", "conv_classifier", 2)
-    if not isinstance(channels, (tuple, list)) or len(channels) != 2:
-        raise ValueError(f"conv_classifier: channels must be a pair (c1, c2), got {channels!r}")
-    c1, c2 = (check_int(c, "channels", "conv_classifier", 1) for c in channels)
-    hidden = check_int(hidden, "hidden", "conv_classifier", 1)
-    kw = dict(rng=rng, dtype=dtype)
-    H2, W2 = (conv_output_size(conv_output_size(s, 5, 2, 2), 5, 2, 2) for s in (H, W))  # after two stride-2 convs
-    network = Sequential(
-        Conv2D(C, c1, 5, stride=2, padding=2, **kw), ReLU(),  # (N, c1, ceil(H/2), ceil(W/2))
-        Conv2D(c1, c2, 5, stride=2, padding=2, **kw), ReLU(),  # (N, c2, H2, W2)
-        Flatten(),  # (N, c2 * H2 * W2)
-        Dense(c2 * H2 * W2, hidden, **kw), ReLU(),  # (N, hidden)
-        Dense(hidden, num_classes, **kw),  # (N, num_classes): logits
-    )  # fmt: skip
-    config = {"preset": "conv_classifier", "num_classes": num_classes, "input_shape": [C, H, W],
-              "channels": [c1, c2], "hidden": hidden, "dtype": check_dtype(dtype, "conv_classifier").name}  # fmt: skip
-    return Classifier(network, num_classes, (C, H, W), config=config)
+    shape, entries, network = _conv_network(input_shape, channels, hidden, num_classes, "conv_classifier",
+                                            dict(rng=rng, dtype=dtype))  # fmt: skip
+    config = {"preset": "conv_classifier", "num_classes": num_classes, **entries,
+              "dtype": check_dtype(dtype, "conv_classifier").name}  # fmt: skip
+    return Classifier(network, num_classes, shape, config=config)
+
+
+def attribute_classifier(attributes, input_shape=(3, 64, 64), channels=(32, 64), hidden=128, *, rng,
+                         dtype=np.float32):  # fmt: skip
+    """conv_classifier's network with one logit per attribute: a multi-label :class:`AttributeClassifier`.
+
+    attributes: the names of the A attributes (the logits' columns, in order), e.g. CelebA's.
+    At 3 x 64 x 64: (N, 32, 32, 32), (N, 64, 16, 16), 16384 features, Dense -> 128 -> A.
+    """
+    if not isinstance(attributes, (tuple, list)) or not attributes:
+        raise ValueError(f"attribute_classifier: attributes must be a non-empty list of names, got {attributes!r}")
+    shape, entries, network = _conv_network(input_shape, channels, hidden, len(attributes), "attribute_classifier",
+                                            dict(rng=rng, dtype=dtype))  # fmt: skip
+    config = {"preset": "attribute_classifier", "attributes": list(attributes), **entries,
+              "dtype": check_dtype(dtype, "attribute_classifier").name}  # fmt: skip
+    return AttributeClassifier(network, list(attributes), shape, config=config)
 
 
 def faces_vae(latent_dim=200, input_shape=(3, 64, 64), channels=(32, 64, 64, 64), sigma=0.1, *, rng,
@@ -186,12 +208,14 @@ def faces_vae(latent_dim=200, input_shape=(3, 64, 64), channels=(32, 64, 64, 64)
     return VAE(encoder, decoder, latent_dim, (C, H, W), likelihood="gaussian", sigma=sigma, config=config)
 
 
-PRESETS = {"conv": conv_vae, "mlp": mlp_vae, "faces": faces_vae, "conv_classifier": conv_classifier, "csvae": mlp_csvae}
+PRESETS = {"conv": conv_vae, "mlp": mlp_vae, "faces": faces_vae, "conv_classifier": conv_classifier,
+           "attribute_classifier": attribute_classifier, "csvae": mlp_csvae}
 
 
 def build_vae(preset, *, rng, **kwargs):
-    """Build a named preset (``"conv"``, ``"mlp"``, ``"faces"``, or ``"conv_classifier"``, the one that is not a
-    VAE); keyword arguments go to its builder. Checkpoints rebuild their model with it (``load_run``)."""
+    """Build a named preset (``"conv"``, ``"mlp"``, ``"faces"``, ``"csvae"`` or the classifiers ``"conv_classifier"``
+    and ``"attribute_classifier"``); keyword arguments go to its builder. Checkpoints rebuild their model with it
+    (``load_run``)."""
     if preset not in PRESETS:
         raise ValueError(f"build_vae: unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[preset](rng=rng, **kwargs)

@@ -74,7 +74,8 @@ def train(
         same seed (or the same saved ``rng.bit_generator.state``) gives the same run.
     beta: the KL weight, a number or a schedule ``beta(epoch, step, n_steps)`` (see
         :func:`linear_warmup`); None for models without one (a classifier).
-    labels: (N,) integer classes, shuffled with the images; each batch's go to the model as ``y=``.
+    labels: (N,) integer classes (or (N, A) attributes), shuffled with the images; each batch's go to the
+        model as ``y=``.
     loss_kwargs: more keyword arguments for ``model.loss_and_grads`` (e.g. ``{"objective":
         "iwae", "k": 5}``). Each step calls ``model.loss_and_grads(batch, rng=rng, [beta=...,]
         [y=...,] **loss_kwargs)``.
@@ -95,8 +96,8 @@ def train(
         raise ValueError(f"train: rng must be a numpy.random.Generator, got {type(rng).__name__}")
     check_batch(images, "train: images")
     n = images.shape[0]
-    if labels is not None and (not isinstance(labels, np.ndarray) or labels.shape != (n,)):
-        raise ValueError(f"train: labels must be an array of shape ({n},), one per image, "
+    if labels is not None and (not isinstance(labels, np.ndarray) or labels.shape[:1] != (n,)):
+        raise ValueError(f"train: labels must be an array of shape ({n},) or ({n}, A), one per image, "
                          f"got {getattr(labels, 'shape', type(labels).__name__)}")  # fmt: skip
     schedule = beta if callable(beta) or beta is None else (lambda epoch, step, n_steps: beta)
     shown = Progress().on_batch if progress else None
