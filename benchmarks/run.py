@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # measure this checkout's tinyvae, not whichever one is installed
 TUNED_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}  # the "Numba+" column only; see the module docstring
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -218,7 +219,9 @@ def worker_kernels(args):
 def _backend_info(backend):
     import numpy as np
 
-    info = {"numpy": np.__version__}
+    import tinyvae
+
+    info = {"numpy": np.__version__, "tinyvae": tinyvae.__file__}
     if backend == "numba":
         import numba
 

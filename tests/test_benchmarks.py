@@ -11,10 +11,11 @@ TUNING = ("OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", 
 
 
 def run_benchmark(tmp_path, *flags):
-    # the workers import this checkout's tinyvae; the caller's environment has no tuning variables
-    env = {**{k: v for k, v in os.environ.items() if k not in TUNING}, "PYTHONPATH": str(ROOT)}
+    # no PYTHONPATH: the script itself must find this checkout's tinyvae, even where another one is
+    # installed; the caller's environment has no tuning variables
+    env = {k: v for k, v in os.environ.items() if k not in (*TUNING, "PYTHONPATH")}
     command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--no-torch", "--out", str(tmp_path), *flags]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -27,6 +28,12 @@ def test_quick_benchmark_runs_and_writes_its_results(tmp_path):
     assert [(r["preset"], r["latent"]) for r in result["train"]] == [("conv", 2), ("conv", 32), ("mlp", 20)]
     assert all(r["numpy_img_s"] > 0 and r["numba_img_s"] > 0 and r["numba_tuned_env_img_s"] > 0 for r in result["train"])
     assert "CPU: " in stdout and result["system"]["cpu"]
+
+
+def test_the_benchmark_measures_the_checkout_it_lives_in(tmp_path):
+    run_benchmark(tmp_path, "--profile", "--profile-batch", "2")
+    runs = json.loads((tmp_path / "profile.json").read_text())["runs"]
+    assert {Path(run["tinyvae"]).parent for run in runs} == {ROOT / "tinyvae"}
 
 
 def test_the_headline_columns_run_in_the_default_environment(tmp_path):
