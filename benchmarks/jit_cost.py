@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # time this checkout's tinyvae, not whichever one is installed
 
 
 def exercise(dtype_name):

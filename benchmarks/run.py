@@ -1,11 +1,11 @@
 """Benchmark tinyvae's kernel backends (NumPy, Numba) side by side, and PyTorch CPU on the same models.
 
-    python benchmarks/run.py               # full run, a few minutes
+    python benchmarks/run.py               # full run, a few minutes: the README's table
     python benchmarks/run.py --quick       # tiny batches, one repeat: a smoke test (seconds)
+    python benchmarks/run.py --profile     # per layer: each layer's share of a training step
     python benchmarks/run.py --repeats 15 --rounds 3 --threads 2 --out benchmarks/results
 
-What it measures, all in float32 with the same thread count everywhere (NumPy's BLAS, Numba,
-PyTorch):
+What it measures, all in float32:
 
 * the practical peak: GFLOP/s of a 2048 x 2048 float32 matrix product (NumPy's BLAS);
 * per kernel, NumPy vs Numba: forward and backward of each layer of the conv preset at
@@ -15,17 +15,23 @@ PyTorch):
   preset (latent 2 and 32) and the MLP preset, at batch 32 and 128: NumPy, Numba, and
   PyTorch CPU on the same architectures when torch is importable (an optional column).
 
+The headline is what a user gets by default: each worker inherits this process's
+environment unchanged (no thread or wait-policy variables added) and every library picks its
+own thread count, which the report prints. ``--threads N`` sets ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, ``NUMBA_NUM_THREADS`` and PyTorch's thread
+count to N for every worker instead. One extra column, ``Numba+``, repeats Numba with
+``OPENBLAS_THREAD_TIMEOUT=4`` exported (the old hand-tuned recipe), to show what it still
+changes.
+
 Each backend runs in its own fresh subprocess (its own thread pools, no cross-talk between
 OpenMP runtimes), in ``--rounds`` alternating rounds so that a burst of background load
 hits all of them; every figure is the median over all repeats, each repeat timed after
 warm-up (which also absorbs Numba's compilation). Results: a table on stdout, and
 ``benchmark.json`` and ``benchmark.png`` in ``--out``.
 
-Environment: the NumPy and Numba workers run with ``OPENBLAS_THREAD_TIMEOUT=4`` (idle
-OpenBLAS threads sleep at once instead of spinning for ~0.1 s after every product, which
-on a machine with as many cores as threads takes the cores from Numba's threads; PyTorch
-does not use OpenBLAS). The training table also shows Numba without it ("Numba, default
-env"), which is what an untuned process gets.
+``--profile`` instead times every layer's forward and backward inside real training steps
+(conv preset, latent 2, and the MLP preset, batch ``--profile-batch``), on both backends,
+and prints each one's milliseconds per step and share of the step.
 """
 
 import argparse
@@ -39,7 +45,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BLAS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}  # see the module docstring
+sys.path.insert(0, str(HERE.parent))  # measure this checkout's tinyvae, not whichever one is installed
+TUNED_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}  # the "Numba+" column only; see the module docstring
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 # ----------------------------------------------------------------------------------------
 # Workloads: the layers and shapes of the built presets, never restated by hand
@@ -47,7 +55,8 @@ BLAS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}  # see the module docstring
 
 KERNEL_PRESET = ("conv", 2)  # the per-kernel table times this preset's layers
 TRAIN_CONFIGS = [("conv", 2), ("conv", 32), ("mlp", 20)]
-TRAIN_COLUMNS = ["numpy", "numba", "numba_default_env", "torch"]
+TRAIN_COLUMNS = ["numpy", "numba", "numba_tuned_env", "torch"]
+PROFILE_CONFIGS = [("conv", 2), ("mlp", 20)]
 
 
 def traced_layers(preset, latent):
@@ -210,7 +219,9 @@ def worker_kernels(args):
 def _backend_info(backend):
     import numpy as np
 
-    info = {"numpy": np.__version__}
+    import tinyvae
+
+    info = {"numpy": np.__version__, "tinyvae": tinyvae.__file__}
     if backend == "numba":
         import numba
 
@@ -247,6 +258,55 @@ def worker_train(args):
     return {"backend": args.backend, "train": results, **_backend_info(args.backend)}
 
 
+def _timed(method, key, totals):
+    """``method`` wrapped so that its seconds add up in ``totals[key]``."""
+
+    def timed(*args):
+        start = time.perf_counter()
+        result = method(*args)
+        totals[key] = totals.get(key, 0.0) + time.perf_counter() - start
+        return result
+
+    return timed
+
+
+def worker_profile(args):
+    """Per layer and pass, seconds per training step inside real steps; the rest of the step
+    (likelihood, sampling, KL, glue) and the Adam step as their own rows."""
+    import numpy as np
+
+    import tinyvae
+
+    tinyvae.set_backend(args.backend)
+    results = []
+    for preset, latent in PROFILE_CONFIGS:
+        rng = np.random.default_rng(0)
+        model = tinyvae.build_vae(preset, rng=rng, latent_dim=latent)
+        optimizer = tinyvae.Adam(model.params, lr=1e-3)
+        data, totals, rows = _batches(np, args.batch, model.input_shape), {}, []
+        for part in ("encoder", "decoder"):
+            for index, layer in enumerate(getattr(model, part).layers):
+                name = f"{part}.{index} {layer!r}"
+                rows.append(name)
+                for pass_ in ("forward", "backward"):  # instance attributes shadow the methods Sequential calls
+                    setattr(layer, pass_, _timed(getattr(layer, pass_), (name, pass_), totals))
+        step = _timed(optimizer.step, ("Adam step", "update"), totals)
+        for i in range(args.warmup + args.steps):
+            if i == args.warmup:
+                totals.clear()
+                start = time.perf_counter()
+            model.loss_and_grads(data[i % len(data)], rng=rng)
+            step(model.grads)
+        total = (time.perf_counter() - start) / args.steps
+        layers = [(name, pass_, totals.get((name, pass_), 0.0) / args.steps) for name in rows for pass_ in ("forward", "backward")]
+        adam = totals[("Adam step", "update")] / args.steps
+        rest = total - adam - sum(t for _, _, t in layers)
+        rows = [*layers, ("loss, sampling, KL and glue", "fwd+bwd", rest), ("Adam step", "update", adam)]
+        results.append({"preset": preset, "latent": latent, "batch": args.batch, "step_s": total,
+                        "rows": [{"layer": n, "pass": p, "s": t} for n, p, t in rows]})  # fmt: skip
+    return {"backend": args.backend, "profile": results, **_backend_info(args.backend)}
+
+
 def _torch_vae(torch, preset, latent):
     """The same architecture in torch.nn, translated layer by layer from the built preset."""
     nn = torch.nn
@@ -275,7 +335,8 @@ def worker_torch(args):
     import numpy as np
     import torch
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     functional = torch.nn.functional
     results = []
@@ -303,7 +364,8 @@ def worker_torch(args):
     return {"backend": "torch", "train": results, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
-WORKERS = {"peak": worker_peak, "kernels": worker_kernels, "train": worker_train, "torch": worker_torch}
+WORKERS = {"peak": worker_peak, "kernels": worker_kernels, "train": worker_train, "torch": worker_torch,
+           "profile": worker_profile}
 
 
 # ----------------------------------------------------------------------------------------
@@ -311,12 +373,14 @@ WORKERS = {"peak": worker_peak, "kernels": worker_kernels, "train": worker_train
 # ----------------------------------------------------------------------------------------
 
 
-def run_worker(role, args, backend=None, blas_env=True):
-    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
-    env.update(BLAS_ENV if blas_env else {})
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        env[var] = str(args.threads)
-    command = [sys.executable, __file__, "--worker", role, "--threads", str(args.threads)]
+def run_worker(role, args, backend=None, tuned_env=False):
+    """Run one worker in a fresh process with this process's environment (plus ``--threads``'s
+    variables if given, plus TUNED_ENV if ``tuned_env``); returns its JSON result."""
+    env = dict(os.environ)
+    env.update(TUNED_ENV if tuned_env else {})
+    if args.threads:
+        env.update({var: str(args.threads) for var in THREAD_VARIABLES})
+    command = [sys.executable, __file__, "--worker", role] + (["--threads", str(args.threads)] if args.threads else [])
     command += ["--repeats", str(args.repeats_per_round), "--inner", str(args.inner), "--steps", str(args.steps)]
     command += ["--warmup", str(args.warmup)] + (["--backend", backend] if backend else [])
     command += ["--batch", str(args.batch), "--peak-size", str(args.peak_size), "--train-batches"]
@@ -349,7 +413,7 @@ def collect(args):
             if column == "torch":
                 run = run_worker("torch", args)
             else:
-                run = run_worker("train", args, column.split("_")[0], blas_env=column != "numba_default_env")
+                run = run_worker("train", args, column.split("_")[0], tuned_env=column == "numba_tuned_env")
             rounds["train"][column].append(run)
         print("done", flush=True)
     return summarize(rounds, args, have_torch)
@@ -380,14 +444,16 @@ def summarize(rounds, args, have_torch):
     numba_run = rounds["train"]["numba"][0]
     info = {
         **system_info(),
-        "threads": args.threads,
+        "threads": args.threads or "library defaults",
+        "thread_variables": {var: os.environ.get(var) for var in THREAD_VARIABLES} if not args.threads else None,
         "numpy": numba_run["numpy"],
         "numba": numba_run["numba"],
         "numba_threading_layer": numba_run["numba_threading_layer"],
         "numba_threads": numba_run["numba_threads"],
         "torch": rounds["train"]["torch"][0]["torch"] if have_torch else None,
         "torch_threads": rounds["train"]["torch"][0]["torch_threads"] if have_torch else None,
-        "blas_env": BLAS_ENV,
+        "tuned_env": TUNED_ENV,
+        "worker_environment": {column: runs[0]["environment"] for column, runs in rounds["train"].items() if runs},
         "rounds": args.rounds,
         "repeats_per_round": args.repeats_per_round,
         "steps_per_repeat": args.steps,
@@ -402,7 +468,12 @@ def summarize(rounds, args, have_torch):
 def print_report(result):
     info, peak = result["system"], result["peak_gflops"]
     torch_note = f", PyTorch {info['torch']} ({info['torch_threads']} threads)" if info["torch"] else ", PyTorch not installed"
-    print(f"\nCPU: {info['cpu']} ({info['logical_cpus']} logical CPUs); {info['threads']} threads each")
+    if info.get("thread_variables") is not None:
+        exported = ", ".join(f"{k}={v}" for k, v in info["thread_variables"].items() if v is not None)
+        threads = f"each library's default thread count ({'exported by the caller: ' + exported if exported else 'no thread variables set'})"
+    else:
+        threads = f"{info['threads']} threads each (--threads)"
+    print(f"\nCPU: {info['cpu']} ({info['logical_cpus']} logical CPUs); {threads}")
     print(f"NumPy {info['numpy']}, Numba {info['numba']} ({info['numba_threads']} threads, {info['numba_threading_layer']} layer){torch_note}")
     n = info["peak_matmul_size"]
     print(f"Practical peak (float32 {n}x{n} matmul): {peak:.0f} GFLOP/s")
@@ -414,22 +485,42 @@ def print_report(result):
         speedup = row["numpy_ms"] / row["numba_ms"]
         print(f"{row['kernel']:20s} {row['pass']:10s} {row['numpy_ms']:9.2f} {row['numba_ms']:9.2f} {speedup:7.2f}x {gf[0]} {gf[1]}")
     has_torch = "torch_img_s" in result["train"][0]
-    print("\nTraining step (forward + backward + Adam), float32: images/s")
-    header = f"{'model':12s} {'batch':>5s} {'NumPy':>8s} {'Numba':>8s} {'Numba*':>8s}" + (f" {'PyTorch':>8s}" if has_torch else "")
-    header += f" {'Numba/NumPy':>11s}" + (f" {'Numba/PyTorch':>13s}" if has_torch else "") + f" {'Numba GF/s':>10s} {'% peak':>6s}"
+    print("\nTraining step (forward + backward + Adam), float32: images/s, default environment")
+    header = f"{'model':12s} {'batch':>5s} {'NumPy':>8s} {'Numba':>8s} {'Numba+':>8s}" + (f" {'PyTorch':>8s}" if has_torch else "")
+    header += f" {'Numba/NumPy':>11s}" + (f" {'NumPy/PyTorch':>13s} {'Numba/PyTorch':>13s}" if has_torch else "")
+    header += f" {'NumPy GF/s':>10s} {'% peak':>6s} {'Numba GF/s':>10s} {'% peak':>6s}"
     print(header)
     for row in result["train"]:
         model = f"{row['preset']} L={row['latent']}"
-        line = f"{model:12s} {row['batch']:5d} {row['numpy_img_s']:8.0f} {row['numba_img_s']:8.0f} {row['numba_default_env_img_s']:8.0f}"
+        line = f"{model:12s} {row['batch']:5d} {row['numpy_img_s']:8.0f} {row['numba_img_s']:8.0f} {row['numba_tuned_env_img_s']:8.0f}"
         line += f" {row['torch_img_s']:8.0f}" if has_torch else ""
         line += f" {row['numba_img_s'] / row['numpy_img_s']:10.2f}x"
-        line += f" {row['numba_img_s'] / row['torch_img_s']:12.2f}x" if has_torch else ""
-        gflops = row["flops"] / row["numba_ms"] / 1e6
-        line += f" {gflops:10.1f} {100 * gflops / peak:5.0f}%"
+        if has_torch:
+            line += f" {row['numpy_img_s'] / row['torch_img_s']:12.2f}x {row['numba_img_s'] / row['torch_img_s']:12.2f}x"
+        for backend in ("numpy", "numba"):
+            gflops = row["flops"] / row[f"{backend}_ms"] / 1e6
+            line += f" {gflops:10.1f} {100 * gflops / peak:5.0f}%"
         print(line)
-    blas_env = " ".join(f"{k}={v}" for k, v in info["blas_env"].items())
-    print(f"NumPy and Numba with {blas_env}; Numba* without it (the default environment).")
+    tuned_env = " ".join(f"{k}={v}" for k, v in info["tuned_env"].items())
+    print(f"NumPy, Numba, PyTorch: the environment as given (nothing exported by the benchmark); Numba+: with {tuned_env}.")
     print("GF/s: nominal model FLOPs (3 x forward conv/dense FLOPs) per second; % of the matmul peak.")
+
+
+def print_profile(runs):
+    """One table per preset: ms per step and share of the step, per layer and pass, NumPy | Numba."""
+    by_backend = {run["backend"]: run["profile"] for run in runs}
+    backends = list(by_backend)
+    for index, first in enumerate(by_backend[backends[0]]):
+        steps = {b: by_backend[b][index]["step_s"] for b in backends}
+        print(f"\n{first['preset']} preset, latent {first['latent']}, batch {first['batch']}: one training step = "
+              + ", ".join(f"{b} {1e3 * steps[b]:.1f} ms" for b in backends))  # fmt: skip
+        print(f"{'layer':58s} {'pass':9s}" + "".join(f" {b + ' ms':>10s} {'share':>6s}" for b in backends))
+        for r, row in enumerate(first["rows"]):
+            line = f"{row['layer'][:58]:58s} {row['pass']:9s}"
+            for b in backends:
+                seconds = by_backend[b][index]["rows"][r]["s"]
+                line += f" {1e3 * seconds:10.2f} {100 * seconds / steps[b]:5.1f}%"
+            print(line)
 
 
 def plot(result, path):
@@ -453,7 +544,7 @@ def plot(result, path):
     left.legend()
     train = result["train"]
     backends = [b for b in TRAIN_COLUMNS if f"{b}_img_s" in train[0]]
-    names = {"numpy": "NumPy", "numba": "Numba", "numba_default_env": "Numba, default env", "torch": "PyTorch CPU"}
+    names = {"numpy": "NumPy", "numba": "Numba", "numba_tuned_env": "Numba, OPENBLAS_THREAD_TIMEOUT=4", "torch": "PyTorch CPU"}
     pos = np.arange(len(train))
     width = 0.8 / len(backends)
     for i, backend in enumerate(backends):
@@ -464,7 +555,7 @@ def plot(result, path):
     right.set_title("Training step: forward + backward + Adam")
     right.legend()
     info = result["system"]
-    fig.suptitle(f"{info['cpu']}, {info['threads']} threads; matmul peak {result['peak_gflops']:.0f} GFLOP/s", fontsize=10)
+    fig.suptitle(f"{info['cpu']}, threads: {info['threads']}; matmul peak {result['peak_gflops']:.0f} GFLOP/s", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -475,7 +566,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny batches, one repeat, one round: a smoke test, not a measurement")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per figure, over all rounds (default 15; quick 3)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds over the backends (default 3; quick 1)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for BLAS, Numba and PyTorch alike (default 2)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for BLAS, Numba and PyTorch alike (default: each library's own default, as a user gets)")
+    parser.add_argument("--profile", action="store_true", help="per layer: ms and share of a training step, NumPy and Numba")
+    parser.add_argument("--profile-batch", type=int, default=128, help="batch size of --profile (default 128)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for benchmark.json and benchmark.png")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per worker process")
@@ -489,8 +583,11 @@ def main(argv=None):
     parser.add_argument("--peak-size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(WORKERS[args.worker](args)))
+        environment = {var: os.environ.get(var) for var in (*THREAD_VARIABLES, *TUNED_ENV)}  # as the worker started
+        print(json.dumps({**WORKERS[args.worker](args), "environment": environment}))
         return
+    args.peak_size = args.peak_size or (256 if args.quick else 2048)
+    args.repeats_per_round = args.inner = 1
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.repeats = args.repeats or (1 if args.quick else 15)
     args.repeats_per_round = max(1, -(-args.repeats // args.rounds))
@@ -500,6 +597,16 @@ def main(argv=None):
     args.batch = args.batch or (4 if args.quick else 128)
     args.train_batches = args.train_batches or ([4] if args.quick else [32, 128])
     args.peak_size = args.peak_size or (256 if args.quick else 2048)
+    if args.profile:
+        args.batch, args.train_batches = args.profile_batch, [args.profile_batch]
+        args.steps, args.warmup = (2, 1) if args.quick else (10, 3)
+        runs = [run_worker("profile", args, backend) for backend in ("numpy", "numba")]
+        print(f"CPU: {system_info()['cpu']}; default environment" + (f", --threads {args.threads}" if args.threads else ""))
+        print_profile(runs)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "profile.json").write_text(json.dumps({"system": system_info(), "runs": runs}, indent=1))
+        print(f"\nwrote {args.out / 'profile.json'}")
+        return
     result = collect(args)
     print_report(result)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import as_strided
 from .geometry import conv_output_size, conv_transpose_output_size
 
 # --------------------------------------------------------------------------------------
-# im2col / col2im: a convolution as one matrix product
+# im2col: a convolution as one matrix product
 # --------------------------------------------------------------------------------------
 
 
@@ -24,35 +24,50 @@ def im2col(x_padded, kernel_size, stride, out_size):
     """Gather every receptive field of ``x_padded`` into one row.
 
     Row ``(n, ho, wo)`` holds ``x_padded[n, :, ho*sh:ho*sh+kH, wo*sw:wo*sw+kW]`` flattened
-    in (C, kH, kW) order, the order of a flattened ``Conv2D`` weight.
-    Returns an (N*Ho*Wo, C*kH*kW) contiguous array.
+    in (kH, kW, C) order: the order of a ``Conv2D`` weight flattened by :func:`_taps_last`.
+    Returns an (N*Ho*Wo, kH*kW*C) contiguous array. The input goes channels-last first, so
+    that the copy moves runs of C contiguous values instead of runs of kW (3x faster).
     """
-    N, C, _, _ = x_padded.shape  # (N, C, Hp, Wp)
     (kH, kW), (sh, sw), (Ho, Wo) = kernel_size, stride, out_size
-    sN, sC, sH, sW = x_padded.strides
-    windows = as_strided(  # (N, Ho, Wo, C, kH, kW), a view: nothing copied yet
-        x_padded,
-        shape=(N, Ho, Wo, C, kH, kW),
-        strides=(sN, sH * sh, sW * sw, sC, sH, sW),
+    x_nhwc = np.ascontiguousarray(x_padded.transpose(0, 2, 3, 1))  # (N, Hp, Wp, C)
+    N, _, _, C = x_nhwc.shape
+    sN, sH, sW, sC = x_nhwc.strides
+    windows = as_strided(  # (N, Ho, Wo, kH, kW, C), a view: nothing copied yet
+        x_nhwc,
+        shape=(N, Ho, Wo, kH, kW, C),
+        strides=(sN, sH * sh, sW * sw, sH, sW, sC),
         writeable=False,
     )
-    return windows.reshape(N * Ho * Wo, C * kH * kW)  # the copy happens here
+    return windows.reshape(N * Ho * Wo, kH * kW * C)  # the copy happens here
 
 
 def col2im(cols, padded_shape, kernel_size, stride, out_size):
     """Adjoint of :func:`im2col`: scatter-add each row back onto its receptive field.
 
-    ``cols`` is (N*Ho*Wo, C*kH*kW); returns the (N, C, Hp, Wp) array ``padded_shape``.
-    One strided slice-add per kernel offset (kH*kW of them), no loop over pixels.
+    ``cols`` is (N*Ho*Wo, kH*kW*C); returns the (N, C, Hp, Wp) array ``padded_shape``.
+    This is the textbook (scatter) form of a transposed convolution, kept to be read and
+    as the tests' second definition; the kernels compute the same sums in gather form,
+    :func:`conv_transpose_phases`, which writes every output once instead of kH*kW times.
     """
     N, C, Hp, Wp = padded_shape
     (kH, kW), (sh, sw), (Ho, Wo) = kernel_size, stride, out_size
-    patches = cols.reshape(N, Ho, Wo, C, kH, kW).transpose(0, 3, 4, 5, 1, 2)  # (N, C, kH, kW, Ho, Wo)
+    patches = cols.reshape(N, Ho, Wo, kH, kW, C).transpose(0, 5, 3, 4, 1, 2)  # (N, C, kH, kW, Ho, Wo)
     x_padded = np.zeros(padded_shape, dtype=cols.dtype)  # (N, C, Hp, Wp)
     for i in range(kH):
         for j in range(kW):
             x_padded[:, :, i : i + sh * Ho : sh, j : j + sw * Wo : sw] += patches[:, :, i, j]
     return x_padded
+
+
+def _taps_last(weight):
+    """A (C_a, C_b, kH, kW) weight as the (C_a, kH*kW*C_b) matrix that multiplies :func:`im2col`'s rows."""
+    return weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def _taps_first(matrix, weight_shape):
+    """The inverse of :func:`_taps_last`: (C_a, kH*kW*C_b) back to ``weight_shape`` (C_a, C_b, kH, kW)."""
+    C_a, C_b, kH, kW = weight_shape
+    return np.ascontiguousarray(matrix.reshape(C_a, kH, kW, C_b).transpose(0, 3, 1, 2))
 
 
 def _pad(x, padding):
@@ -62,10 +77,67 @@ def _pad(x, padding):
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
 
 
-def _crop(x_padded, padding):
-    ph, pw = padding
-    H, W = x_padded.shape[2] - 2 * ph, x_padded.shape[3] - 2 * pw
-    return x_padded[:, :, ph : ph + H, pw : pw + W]
+def phase_taps(phase, stride, padding, kernel):
+    """The taps of one output phase of a transposed convolution, along one axis.
+
+    Output o = s*m + r (phase r, 0 <= r < s) receives input i through tap k exactly when
+    o = s*i - p + k, i.e. when (r + p - k) is a multiple of s, and then i = m + (r + p - k) // s.
+    Returns [(k, shift)] with shift = (r + p - k) // s: output m of the phase reads input m + shift.
+    """
+    return [(k, (phase + padding - k) // stride) for k in range(kernel) if (phase + padding - k) % stride == 0]
+
+
+def _valid(shift, size, count):
+    """The range [lo, hi) of phase positions m (< count) whose input m + shift lies in [0, size)."""
+    lo = max(0, -shift)
+    return lo, max(lo, min(count, size - shift))
+
+
+def conv_transpose_phases(x, weight, bias, stride, padding, out_size):
+    """out = bias + the transposed convolution of x (the adjoint of a strided correlation), in gather form.
+
+    x (N, C_in, H, W), weight (C_in, C_out, kH, kW), bias (C_out,); returns (N, C_out, Ho, Wo)
+    with (Ho, Wo) = ``out_size``. ConvTranspose2D's forward and Conv2D's input gradient are
+    both this operation.
+
+    The textbook picture scatters: each input pixel stamps its kernel, scaled, onto the
+    output at stride s, and overlapping stamps add up (col2im). Read from the output side it
+    is a gather: output o = s*m + r receives input i through tap k when o = s*i - p + k, so
+    the outputs of one *phase* r (every s-th row, starting at r) all use the same taps, at the
+    same offsets. A stride-s transposed convolution is therefore s*s ordinary stride-1
+    convolutions with small sub-kernels (the "sub-pixel" view of Shi et al. 2016; Dumoulin
+    & Visin 2016), each writing its own disjoint quarter (for s = 2) of the output: no
+    scatter, no overlapping writes, every output pixel computed once.
+
+    Example, the conv preset's 7x7 -> 14x14 layer (3x3 kernel, s = 2, p = 1, output_padding 1):
+    along each axis (:func:`phase_taps`), even outputs 2m take tap 1 at input m; odd outputs
+    2m + 1 take tap 0 at input m + 1 and tap 2 at input m. So the four phases (even, even),
+    (even, odd), (odd, even), (odd, odd) are convolutions with 1x1, 1x2, 2x1 and 2x2 taps:
+    9 taps in all, exactly the kernel's, each used once per input pixel. Output row 13 (odd,
+    m = 6) would read input row 7, past the edge: only its tap 2 (input row 6) contributes.
+
+    Computed as: one matrix product of every input pixel with every tap (N*H*W, C_in) @
+    (C_in, kH*kW*C_out), channels last; then each phase adds up its taps' products, each a
+    shifted slice of that product, into out[:, r_y::s_y, r_x::s_x]. Any stride, padding and
+    output size: a phase that no tap reaches keeps the bias.
+    """
+    N, C_in, H, W = x.shape  # (N, C_in, H, W)
+    _, C_out, kH, kW = weight.shape  # (C_in, C_out, kH, kW)
+    (sh, sw), (ph, pw), (Ho, Wo) = stride, padding, out_size
+    x_rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, C_in)  # (N*H*W, C_in)
+    products = (x_rows @ _taps_last(weight)).reshape(N, H, W, kH, kW, C_out)  # every pixel times every tap
+    out = np.empty((N, Ho, Wo, C_out), dtype=x.dtype)  # (N, Ho, Wo, C_out), channels last
+    out[...] = bias
+    for ry in range(min(sh, Ho)):
+        for rx in range(min(sw, Wo)):
+            phase = out[:, ry::sh, rx::sw]  # (N, My, Mx, C_out): this phase's outputs, a view
+            My, Mx = phase.shape[1:3]
+            for ky, dy in phase_taps(ry, sh, ph, kH):
+                m0, m1 = _valid(dy, H, My)
+                for kx, dx in phase_taps(rx, sw, pw, kW):
+                    n0, n1 = _valid(dx, W, Mx)
+                    phase[:, m0:m1, n0:n1] += products[:, m0 + dy : m1 + dy, n0 + dx : n1 + dx, ky, kx]
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))  # (N, C_out, Ho, Wo)
 
 
 # --------------------------------------------------------------------------------------
@@ -79,8 +151,8 @@ def conv2d_forward(x, weight, bias, stride, padding):
     F, _, kH, kW = weight.shape  # (C_out, C_in, kH, kW)
     Ho = conv_output_size(H, kH, stride[0], padding[0])
     Wo = conv_output_size(W, kW, stride[1], padding[1])
-    cols = im2col(_pad(x, padding), (kH, kW), stride, (Ho, Wo))  # (N*Ho*Wo, C*kH*kW)
-    out = cols @ weight.reshape(F, -1).T + bias  # (N*Ho*Wo, F)
+    cols = im2col(_pad(x, padding), (kH, kW), stride, (Ho, Wo))  # (N*Ho*Wo, kH*kW*C)
+    out = cols @ _taps_last(weight).T + bias  # (N*Ho*Wo, F)
     return np.ascontiguousarray(out.reshape(N, Ho, Wo, F).transpose(0, 3, 1, 2))  # (N, F, Ho, Wo)
 
 
@@ -88,19 +160,19 @@ def conv2d_backward(dout, x, weight, stride, padding):
     """Gradients of Conv2D given dL/dout.
 
     dweight = dout^T @ cols (each filter against the patches it saw), dbias = sum of dout,
-    dx = col2im(dout @ W): every patch gradient added back where the patch came from.
+    dx = col2im(dout @ W): every patch gradient added back where the patch came from. That
+    scatter-add is the transposed convolution of dout with the same weight, computed in
+    gather form by :func:`conv_transpose_phases`.
     """
     N, C, H, W = x.shape  # (N, C_in, H, W)
     F, _, kH, kW = weight.shape  # (C_out, C_in, kH, kW)
     Ho, Wo = dout.shape[2:]
-    x_padded = _pad(x, padding)
-    cols = im2col(x_padded, (kH, kW), stride, (Ho, Wo))  # (N*Ho*Wo, C*kH*kW)
+    cols = im2col(_pad(x, padding), (kH, kW), stride, (Ho, Wo))  # (N*Ho*Wo, kH*kW*C)
     dout_rows = dout.transpose(0, 2, 3, 1).reshape(N * Ho * Wo, F)  # (N*Ho*Wo, F)
-    dweight = (dout_rows.T @ cols).reshape(weight.shape)  # (F, C, kH, kW)
+    dweight = _taps_first(dout_rows.T @ cols, weight.shape)  # (F, C, kH, kW)
     dbias = dout_rows.sum(axis=0)  # (F,)
-    dcols = dout_rows @ weight.reshape(F, -1)  # (N*Ho*Wo, C*kH*kW)
-    dx_padded = col2im(dcols, x_padded.shape, (kH, kW), stride, (Ho, Wo))
-    return np.ascontiguousarray(_crop(dx_padded, padding)), dweight, dbias
+    dx = conv_transpose_phases(dout, weight, np.zeros(C, dtype=dout.dtype), stride, padding, (H, W))  # (N, C, H, W)
+    return dx, dweight, dbias
 
 
 # --------------------------------------------------------------------------------------
@@ -112,18 +184,14 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
     """out = col2im(x @ W) + bias: each input pixel stamps a weighted kernel onto the output.
 
     This is Conv2D's input gradient with ``weight`` read as a Conv2D weight, so
-    <conv2d(y, W), x> = <y, conv_transpose2d(x, W)>.
+    <conv2d(y, W), x> = <y, conv_transpose2d(x, W)>. Computed in gather form, one stride-1
+    convolution per output phase: :func:`conv_transpose_phases` explains it.
     """
-    N, Cin, H, W = x.shape  # (N, C_in, H, W)
-    _, Cout, kH, kW = weight.shape  # (C_in, C_out, kH, kW)
+    _, _, H, W = x.shape  # (N, C_in, H, W)
+    _, _, kH, kW = weight.shape  # (C_in, C_out, kH, kW)
     Ho = conv_transpose_output_size(H, kH, stride[0], padding[0], output_padding[0])
     Wo = conv_transpose_output_size(W, kW, stride[1], padding[1], output_padding[1])
-    x_rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, Cin)  # (N*H*W, C_in)
-    cols = x_rows @ weight.reshape(Cin, -1)  # (N*H*W, C_out*kH*kW)
-    padded_shape = (N, Cout, Ho + 2 * padding[0], Wo + 2 * padding[1])
-    out_padded = col2im(cols, padded_shape, (kH, kW), stride, (H, W))
-    out = _crop(out_padded, padding) + bias.reshape(1, Cout, 1, 1)
-    return np.ascontiguousarray(out)  # (N, C_out, Ho, Wo)
+    return conv_transpose_phases(x, weight, bias, stride, padding, (Ho, Wo))  # (N, C_out, Ho, Wo)
 
 
 def conv_transpose2d_backward(dout, x, weight, stride, padding):
@@ -133,12 +201,11 @@ def conv_transpose2d_backward(dout, x, weight, stride, padding):
     dbias = sum of dout.
     """
     N, Cin, H, W = x.shape  # (N, C_in, H, W)
-    _, Cout, kH, kW = weight.shape  # (C_in, C_out, kH, kW)
-    cols = im2col(_pad(dout, padding), (kH, kW), stride, (H, W))  # (N*H*W, C_out*kH*kW)
+    cols = im2col(_pad(dout, padding), weight.shape[2:], stride, (H, W))  # (N*H*W, kH*kW*C_out)
     x_rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, Cin)  # (N*H*W, C_in)
-    dweight = (x_rows.T @ cols).reshape(weight.shape)  # (C_in, C_out, kH, kW)
+    dweight = _taps_first(x_rows.T @ cols, weight.shape)  # (C_in, C_out, kH, kW)
     dbias = dout.sum(axis=(0, 2, 3))  # (C_out,)
-    dx_rows = cols @ weight.reshape(Cin, -1).T  # (N*H*W, C_in)
+    dx_rows = cols @ _taps_last(weight).T  # (N*H*W, C_in)
     dx = dx_rows.reshape(N, H, W, Cin).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(dx), dweight, dbias
 
