@@ -67,6 +67,20 @@ def tiny_classifier(rng, dtype=np.float64):
     return conv_classifier(3, input_shape=(1, 6, 6), channels=(2, 3), hidden=4, rng=rng, dtype=dtype)
 
 
+def whole_model_gradient_error(model, x, y):
+    """The relative error of loss_and_grads' gradients against central differences, all parameters at once."""
+    model.loss_and_grads(x, y)
+    analytic = {k: v.copy() for k, v in model.grads.items()}
+
+    def loss():
+        return model.loss_and_grads(x, y)["loss"]
+
+    names = list(model.params)
+    numeric = {name: numerical_gradient(loss, model.params[name]) for name in names}
+    flat = [np.concatenate([d[name].ravel() for name in names]) for d in (analytic, numeric)]
+    return relative_error(*flat)
+
+
 @settings(max_examples=6)
 @given(n=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_classifier_gradients(backend, n, seed):
@@ -77,16 +91,7 @@ def test_classifier_gradients(backend, n, seed):
     # small logits: a saturated softmax would leave gradients (~1e-7) at the finite differences' noise level
     model.params["network.7.weight"] *= 0.1
     x, y = rng.standard_normal((n, 1, 6, 6)), rng.integers(0, 3, n)
-    model.loss_and_grads(x, y)
-    analytic = {k: v.copy() for k, v in model.grads.items()}
-
-    def loss():
-        return model.loss_and_grads(x, y)["loss"]
-
-    names = list(model.params)
-    numeric = {name: numerical_gradient(loss, model.params[name]) for name in names}
-    flat = [np.concatenate([d[name].ravel() for name in names]) for d in (analytic, numeric)]
-    assert relative_error(*flat) < TOL
+    assert whole_model_gradient_error(model, x, y) < TOL
 
 
 def bars(rng, n):
@@ -193,16 +198,7 @@ def test_attribute_classifier_gradients(backend, n, seed):
     for p in model.params.values():  # nonzero biases, so that every gradient is exercised
         p[...] = rng.standard_normal(p.shape) * 0.5
     x, y = rng.standard_normal((n, 2, 6, 6)), rng.integers(0, 2, (n, 3))
-    model.loss_and_grads(x, y)
-    analytic = {k: v.copy() for k, v in model.grads.items()}
-
-    def loss():
-        return model.loss_and_grads(x, y)["loss"]
-
-    names = list(model.params)
-    numeric = {name: numerical_gradient(loss, model.params[name]) for name in names}
-    flat = [np.concatenate([d[name].ravel() for name in names]) for d in (analytic, numeric)]
-    assert relative_error(*flat) < TOL
+    assert whole_model_gradient_error(model, x, y) < TOL
 
 
 def test_attribute_loss_is_the_summed_sigmoid_cross_entropy_and_predictions_are_logits_above_zero():
