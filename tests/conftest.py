@@ -29,14 +29,19 @@ def backend(request):
         yield request.param
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    """examples/mnist.py, imported as a module (its main(argv) runs the example)."""
-    script = Path(__file__).resolve().parents[1] / "examples" / "mnist.py"
-    spec = importlib.util.spec_from_file_location("mnist_example", script)
+def load_example(name):
+    """Import ``examples/<name>.py`` (``name`` may be ``exercises/<file>``) as a module; its main(argv) runs it."""
+    script = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name.replace("/", ".") + "_example", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    """examples/mnist.py, imported as a module."""
+    return load_example("mnist")
 
 
 @pytest.fixture(scope="module")

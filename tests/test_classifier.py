@@ -1,11 +1,10 @@
 """softmax_cross_entropy, the conv classifier preset, its training, saving and loading, examples/classifier.py."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_example
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +16,6 @@ from tinyvae.evaluate import accuracy
 from tinyvae.gradcheck import numerical_gradient, relative_error
 
 TOL = 1e-6
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "classifier.py"
 
 
 @given(n=st.integers(1, 5), c=st.integers(2, 6), scale=st.sampled_from([1.0, 3.0]), seed=st.integers(0, 2**16))
@@ -139,10 +137,7 @@ def test_classifier_refuses_bad_input():
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("classifier_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("classifier")
 
 
 def test_the_example_trains_saves_and_refuses_to_replace_a_run(example, tmp_path):

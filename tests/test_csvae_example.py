@@ -1,11 +1,10 @@
 """examples/csvae.py: the swiss roll data, a tiny run end to end, resume, refusals."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_example
 
 from tinyvae.checkpoint import load_checkpoint, load_run
 from tinyvae.datasets import swiss_roll
@@ -16,11 +15,7 @@ TINY = ["--n-train", "256", "--n-test", "128", "--hidden", "8", "--adversary-hid
 
 @pytest.fixture(scope="module")
 def example():
-    script = Path(__file__).resolve().parents[1] / "examples" / "csvae.py"
-    spec = importlib.util.spec_from_file_location("csvae_example", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("csvae")
 
 
 def test_swiss_roll_points_and_labels():

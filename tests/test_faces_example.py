@@ -1,11 +1,10 @@
 """The faces preset (shapes, config, whole-model gradients) and examples/faces.py run in-process at tiny sizes."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_example
 
 import tinyvae
 from tinyvae import BatchNorm1D, BatchNorm2D, ConvTranspose2D
@@ -14,7 +13,6 @@ from tinyvae.gradcheck import numerical_gradient, relative_error
 from tinyvae.optim import Adam
 from tinyvae.presets import faces_vae
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "faces.py"
 PICTURES = {"reconstructions.png", "samples.png", "latent.png", "latent_histograms.png", "attribute_arithmetic.png",
             "morphing.png", "curves.png"}  # fmt: skip
 TOL = 1e-6  # float64 central differences with h = 1e-6
@@ -102,10 +100,7 @@ def test_whole_preset_gradients_in_training_mode(backend):
 
 @pytest.fixture(scope="module")
 def faces():
-    spec = importlib.util.spec_from_file_location("faces_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("faces")
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """README's commands and example stay equal to reality."""
 
-import importlib.util
 import re
 from pathlib import Path
+
+from conftest import load_example
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +34,7 @@ def test_quick_start_trains_and_the_loss_falls(capsys):
 
 def test_mnist_snippet_trains_and_loads_a_run_back(tmp_path, monkeypatch, capsys):
     """README's second Python block: train on MNIST from Python, then tv.load_run("runs/mnist")."""
-    spec = importlib.util.spec_from_file_location("mnist_example", ROOT / "examples" / "mnist.py")
-    mnist = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mnist)
+    mnist = load_example("mnist")
     monkeypatch.chdir(tmp_path)  # the snippet reads runs/mnist, relative to where it runs
     mnist.main(["--arch", "mlp", "--hidden", "16", "--train-size", "256", "--test-size", "64", "--epochs", "1",
                 "--iwae-k", "0", "--out", "runs/mnist"])  # fmt: skip

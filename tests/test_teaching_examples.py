@@ -14,7 +14,6 @@
 
 import contextlib
 import doctest
-import importlib.util
 import io
 import re
 import sys
@@ -22,20 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_example
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "backprop-through-sampling.md"
 
 HAND_VS_NUMERIC_TOL = 1e-6  # float64 central differences (h = 1e-6) agree to ~1e-9 here
 STANDARD_ERRORS = 4  # an unbiased estimator's mean lands this close to the exact value
-
-
-def load_example(name):
-    """Import ``examples/<name>.py`` (``name`` may be ``exercises/<file>``)."""
-    spec = importlib.util.spec_from_file_location(name.replace("/", "."), ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_main(name, *args):

@@ -1,18 +1,14 @@
 """Slow: real MNIST training reaches the quality README reports (run with `python -m pytest -m slow`)."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
+from conftest import load_example
 
 pytestmark = pytest.mark.slow
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "mnist.py"
 
 
 def test_one_epoch_of_the_default_model_on_all_of_mnist(tmp_path):
-    spec = importlib.util.spec_from_file_location("mnist_example", SCRIPT)
-    mnist = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mnist)
+    mnist = load_example("mnist")
     summary = mnist.main(["--epochs", "1", "--iwae-k", "2", "--out", str(tmp_path / "run")])
     # The conv VAE with a 2-d latent measured -165.7 nats after one epoch here and about -160 after three;
     # the bounds leave room for other CPUs and backends, not for a broken model (untrained: about -545).
