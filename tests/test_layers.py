@@ -225,3 +225,30 @@ def test_sequential_names_parameters_by_index_and_shares_them():
     np.testing.assert_array_equal(model[2].params["bias"], [5.0, 5.0])
     with pytest.raises(ValueError, match="Sequential: layer 1 must be a tinyvae Module"):
         Sequential(Dense(4, 3, rng=rng), np.tanh)
+
+
+@pytest.mark.parametrize(
+    "layers, shape",
+    [
+        (lambda rng: [Flatten(), Dense(12, 5, rng=rng), ReLU(), Dense(5, 2, rng=rng)], (4, 3, 2, 2)),
+        (lambda rng: [Conv2D(3, 4, 3, rng=rng, stride=2, padding=1), ReLU(), Flatten(), Dense(16, 2, rng=rng)], (2, 3, 4, 4)),
+        (lambda rng: [ReLU(), ConvTranspose2D(3, 2, 3, rng=rng, stride=2, padding=1)], (2, 3, 3, 3)),
+    ],
+    ids=["flatten-dense", "conv2d", "conv-transpose"],
+)
+def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(backend, layers, shape):
+    # An encoder's input is data: its gradient is skipped (the first parametric layer's dx
+    # product, and every layer before it), the parameters' gradients stay exactly what they were.
+    rng = np.random.default_rng(0)
+    model = Sequential(*layers(rng))
+    x = rng.standard_normal(shape).astype(np.float32)
+    dout = rng.standard_normal(model.forward(x).shape).astype(np.float32)
+    dx = model.backward(dout)
+    full = {k: g.copy() for k, g in model.grads.items()}
+    assert dx.shape == x.shape
+    for grad in model.grads.values():
+        grad[...] = np.nan  # a layer the walk missed would leave these
+    model.forward(x)
+    assert model.backward(dout, input_grad=False) is None
+    for name, grad in model.grads.items():
+        np.testing.assert_array_equal(grad, full[name], err_msg=name)

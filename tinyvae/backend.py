@@ -14,11 +14,11 @@ signature and the result (to rounding) of its twin in :mod:`tinyvae.kernels_nump
 reference, whose docstrings state each formula and gradient once. In short:
 
     conv2d_forward(x, weight, bias, stride, padding) -> out            NCHW, weight (C_out, C_in, kH, kW)
-    conv2d_backward(dout, x, weight, stride, padding) -> dx, dweight, dbias
+    conv2d_backward(dout, x, weight, stride, padding, input_grad=True) -> dx, dweight, dbias
     conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding) -> out
                                                                        weight (C_in, C_out, kH, kW)
-    conv_transpose2d_backward(dout, x, weight, stride, padding) -> dx, dweight, dbias
-    dense_forward(x, weight, bias) -> out;  dense_backward(dout, x, weight) -> dx, dweight, dbias
+    conv_transpose2d_backward(dout, x, weight, stride, padding, input_grad=True) -> dx, dweight, dbias
+    dense_forward(x, weight, bias) -> out;  dense_backward(dout, x, weight, input_grad=True) -> dx, dweight, dbias
     relu_forward(x) -> out;  relu_backward(dout, out) -> dx
     reparameterize(mu, logvar, eps) -> z;  reparameterize_backward(dz, logvar, eps) -> dmu, dlogvar
     kl_divergence(mu, logvar) -> kl (N,), dmu, dlogvar       gradients of the batch mean

@@ -312,30 +312,34 @@ def _correlate_adjoint(g, weight, bias, stride, padding, in_size):
     return out
 
 
-def _bilinear_grads(g, x, weight, stride, padding, wrt):
+def _bilinear_grads(g, x, weight, stride, padding, wrt, input_grad=True):
     """Gradients of B = <g, correlate(x, weight)>, and the bias gradient of the upstream gradient.
 
     g is (N, F, Ho, Wo), x (N, C, H, W), weight (F, C, kH, kW). Conv2D's backward asks for
     wrt="x" (g is its dout), ConvTranspose2D's for wrt="g" (x is its dout). Returns (dB/dx or
-    dB/dg, dB/dweight, channel sums of that dout). Each chunk's patches of x and channel-major
-    g serve both products; the channel sums come out of the pass that packs dout.
+    dB/dg, dB/dweight, channel sums of that dout); the first is None, not computed, when
+    ``input_grad`` is False. Each chunk's patches of x and channel-major g serve both products;
+    the channel sums come out of the pass that packs dout.
     """
     (sh, sw), (ph, pw) = stride, padding
     N, _, Ho, Wo = g.shape  # (N, F, Ho, Wo)
     F, C, kH, kW = weight.shape  # (F, C, kH, kW)
     wmat, Tx = weight.reshape(F, -1), _pitch(kW, sw, Wo)  # (F, C*kH*kW)
-    d_input = np.empty_like(x if wrt == "x" else g)
+    d_input = np.empty_like(x if wrt == "x" else g) if input_grad else None
     dweight = np.zeros_like(wmat)
     sums = np.zeros((N, F if wrt == "x" else C))  # (N, channels of dout), float64
     g_sums, x_sums = (sums, _NO_SUMS) if wrt == "x" else (_NO_SUMS, sums)
     zero = np.zeros(max(F, C), dtype=g.dtype)
-    chunks = _Chunks(N, Ho * Tx, g.dtype, g=F, cols=C * kH * kW, out=C * kH * kW if wrt == "x" else F)
+    out = {"out": C * kH * kW if wrt == "x" else F} if input_grad else {}  # rows of the input gradient's scratch
+    chunks = _Chunks(N, Ho * Tx, g.dtype, g=F, cols=C * kH * kW, **out)
     for chunk in chunks.slices:
         n = chunk.stop - chunk.start
         g_cm, cols = chunks.view("g", n), chunks.view("cols", n)  # (F, n*Ho*Tx), (C*kH*kW, n*Ho*Tx)
         _to_channel_major(g[chunk], Tx, g_cm, g_sums[chunk])
         _im2col(x[chunk], kH, kW, sh, sw, ph, pw, Ho, Wo, cols, x_sums[chunk])
         dweight += g_cm @ cols.T  # (F, C*kH*kW)
+        if not input_grad:
+            continue
         if wrt == "x":
             dcols = np.matmul(wmat.T, g_cm, out=chunks.view("out", n))  # (C*kH*kW, n*Ho*Tx)
             _col2im(dcols, zero[:C], kH, kW, sh, sw, ph, pw, Ho, Wo, d_input[chunk])
@@ -360,10 +364,10 @@ def conv2d_forward(x, weight, bias, stride, padding):
     return _correlate(x, weight, bias, stride, padding, (Ho, Wo))  # (N, C_out, Ho, Wo)
 
 
-def conv2d_backward(dout, x, weight, stride, padding):
+def conv2d_backward(dout, x, weight, stride, padding, input_grad=True):
     """:func:`tinyvae.kernels_numpy.conv2d_backward` (the formulas are there)."""
     dout, x, weight = np.ascontiguousarray(dout), np.ascontiguousarray(x), np.ascontiguousarray(weight)
-    return _bilinear_grads(dout, x, weight, stride, padding, wrt="x")
+    return _bilinear_grads(dout, x, weight, stride, padding, wrt="x", input_grad=input_grad)
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
@@ -376,10 +380,10 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
     return _correlate_adjoint(x, weight, bias, stride, padding, (Ho, Wo))  # (N, C_out, Ho, Wo)
 
 
-def conv_transpose2d_backward(dout, x, weight, stride, padding):
+def conv_transpose2d_backward(dout, x, weight, stride, padding, input_grad=True):
     """:func:`tinyvae.kernels_numpy.conv_transpose2d_backward` (the formulas are there)."""
     dout, x, weight = np.ascontiguousarray(dout), np.ascontiguousarray(x), np.ascontiguousarray(weight)
-    return _bilinear_grads(x, dout, weight, stride, padding, wrt="g")
+    return _bilinear_grads(x, dout, weight, stride, padding, wrt="g", input_grad=input_grad)
 
 
 # --------------------------------------------------------------------------------------

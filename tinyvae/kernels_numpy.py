@@ -156,13 +156,14 @@ def conv2d_forward(x, weight, bias, stride, padding):
     return np.ascontiguousarray(out.reshape(N, Ho, Wo, F).transpose(0, 3, 1, 2))  # (N, F, Ho, Wo)
 
 
-def conv2d_backward(dout, x, weight, stride, padding):
+def conv2d_backward(dout, x, weight, stride, padding, input_grad=True):
     """Gradients of Conv2D given dL/dout.
 
     dweight = dout^T @ cols (each filter against the patches it saw), dbias = sum of dout,
     dx = col2im(dout @ W): every patch gradient added back where the patch came from. That
     scatter-add is the transposed convolution of dout with the same weight, computed in
-    gather form by :func:`conv_transpose_phases`.
+    gather form by :func:`conv_transpose_phases`. ``input_grad=False``: dx is None, not
+    computed (the input is data, as for a network's first layer).
     """
     N, C, H, W = x.shape  # (N, C_in, H, W)
     F, _, kH, kW = weight.shape  # (C_out, C_in, kH, kW)
@@ -171,6 +172,8 @@ def conv2d_backward(dout, x, weight, stride, padding):
     dout_rows = dout.transpose(0, 2, 3, 1).reshape(N * Ho * Wo, F)  # (N*Ho*Wo, F)
     dweight = _taps_first(dout_rows.T @ cols, weight.shape)  # (F, C, kH, kW)
     dbias = dout_rows.sum(axis=0)  # (F,)
+    if not input_grad:
+        return None, dweight, dbias
     dx = conv_transpose_phases(dout, weight, np.zeros(C, dtype=dout.dtype), stride, padding, (H, W))  # (N, C, H, W)
     return dx, dweight, dbias
 
@@ -194,17 +197,19 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
     return conv_transpose_phases(x, weight, bias, stride, padding, (Ho, Wo))  # (N, C_out, Ho, Wo)
 
 
-def conv_transpose2d_backward(dout, x, weight, stride, padding):
+def conv_transpose2d_backward(dout, x, weight, stride, padding, input_grad=True):
     """Gradients of ConvTranspose2D given dL/dout.
 
     dx = conv2d(dout, W) (the adjoint's adjoint), dweight = x^T @ im2col(dout),
-    dbias = sum of dout.
+    dbias = sum of dout; dx is None, not computed, when ``input_grad=False``.
     """
     N, Cin, H, W = x.shape  # (N, C_in, H, W)
     cols = im2col(_pad(dout, padding), weight.shape[2:], stride, (H, W))  # (N*H*W, kH*kW*C_out)
     x_rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, Cin)  # (N*H*W, C_in)
     dweight = _taps_first(x_rows.T @ cols, weight.shape)  # (C_in, C_out, kH, kW)
     dbias = dout.sum(axis=(0, 2, 3))  # (C_out,)
+    if not input_grad:
+        return None, dweight, dbias
     dx_rows = cols @ _taps_last(weight).T  # (N*H*W, C_in)
     dx = dx_rows.reshape(N, H, W, Cin).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(dx), dweight, dbias
@@ -220,9 +225,12 @@ def dense_forward(x, weight, bias):
     return x @ weight + bias  # (N, out)
 
 
-def dense_backward(dout, x, weight):
-    """dx = dout @ W^T (N, in), dW = x^T @ dout (in, out), db = sum_n dout (out,)."""
-    return dout @ weight.T, x.T @ dout, dout.sum(axis=0)
+def dense_backward(dout, x, weight, input_grad=True):
+    """dx = dout @ W^T (N, in), dW = x^T @ dout (in, out), db = sum_n dout (out,).
+
+    ``input_grad=False``: dx is None, not computed (the input is data).
+    """
+    return (dout @ weight.T if input_grad else None), x.T @ dout, dout.sum(axis=0)
 
 
 # --------------------------------------------------------------------------------------

@@ -46,10 +46,11 @@ class Dense(Module):
         self._out_shape = out.shape
         return out
 
-    def backward(self, dout):
-        """dout (N, out) -> dx (N, in); the formulas: :func:`tinyvae.kernels_numpy.dense_backward`."""
+    def backward(self, dout, input_grad=True):
+        """dout (N, out) -> dx (N, in), or None when ``input_grad`` is False (the input is data:
+        the dx product is skipped); the formulas: :func:`tinyvae.kernels_numpy.dense_backward`."""
         self._check_dout(dout)
-        dx, dweight, dbias = kernels().dense_backward(dout, self._x, self._params["weight"])
+        dx, dweight, dbias = kernels().dense_backward(dout, self._x, self._params["weight"], input_grad)
         self._grads = {"weight": dweight, "bias": dbias}
         return dx  # (N, in)
 
@@ -118,10 +119,13 @@ class Conv2D(_Conv):
         self._out_shape = out.shape  # (N, C_out, Ho, Wo)
         return out
 
-    def backward(self, dout):
-        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W); the formulas: :func:`tinyvae.kernels_numpy.conv2d_backward`."""
+    def backward(self, dout, input_grad=True):
+        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W), or None when ``input_grad`` is False;
+        the formulas: :func:`tinyvae.kernels_numpy.conv2d_backward`."""
         self._check_dout(dout)
-        dx, dweight, dbias = kernels().conv2d_backward(dout, self._x, self._params["weight"], self.stride, self.padding)
+        dx, dweight, dbias = kernels().conv2d_backward(
+            dout, self._x, self._params["weight"], self.stride, self.padding, input_grad
+        )
         self._grads = {"weight": dweight, "bias": dbias}
         return dx  # (N, C_in, H, W)
 
@@ -163,11 +167,12 @@ class ConvTranspose2D(_Conv):
         self._out_shape = out.shape  # (N, C_out, Ho, Wo)
         return out
 
-    def backward(self, dout):
-        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W); the formulas: :func:`tinyvae.kernels_numpy.conv_transpose2d_backward`."""
+    def backward(self, dout, input_grad=True):
+        """dout (N, C_out, Ho, Wo) -> dx (N, C_in, H, W), or None when ``input_grad`` is False;
+        the formulas: :func:`tinyvae.kernels_numpy.conv_transpose2d_backward`."""
         self._check_dout(dout)
         dx, dweight, dbias = kernels().conv_transpose2d_backward(
-            dout, self._x, self._params["weight"], self.stride, self.padding
+            dout, self._x, self._params["weight"], self.stride, self.padding, input_grad
         )
         self._grads = {"weight": dweight, "bias": dbias}
         return dx  # (N, C_in, H, W)
@@ -412,11 +417,20 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dout):
-        """Chain rule: hand each layer the gradient of the one after it, last layer first."""
-        for layer in reversed(self.layers):
+    def backward(self, dout, input_grad=True):
+        """Chain rule: hand each layer the gradient of the one after it, last layer first.
+
+        ``input_grad=False`` when the input is data (an encoder's images): the walk ends at the
+        first layer with parameters, which computes only their gradients if it can (Dense,
+        Conv2D and ConvTranspose2D skip their dx product), and None is returned.
+        """
+        first = 0 if input_grad else next((i for i, layer in enumerate(self.layers) if layer.params), 0)
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            if i == first and not input_grad and isinstance(layer, (Dense, _Conv)):
+                return layer.backward(dout, input_grad=False)
             dout = layer.backward(dout)
-        return dout
+        return dout if input_grad else None
 
 
 # --------------------------------------------------------------------------------------

@@ -193,7 +193,7 @@ class Classifier(Module):
         """
         logits = self.logits(x)  # (N, num_classes)
         loss, dlogits = softmax_cross_entropy(logits, y)  # (N,), (N, num_classes): (softmax - onehot) / N
-        self.network.backward(dlogits)
+        self.network.backward(dlogits, input_grad=False)
         correct = np.argmax(logits, axis=1) == y
         return {"loss": float(np.mean(loss, dtype=np.float64)), "accuracy": float(np.mean(correct))}
 
@@ -248,6 +248,6 @@ class AttributeClassifier(Classifier):
         logits = self.logits(x)  # (N, A)
         targets = check_attributes(y, logits.shape[0], self.num_classes, type(self).__name__).astype(logits.dtype)
         loss, dlogits = bernoulli_nll(logits, targets)  # (N,), (N, A): (sigmoid(logits) - y) / N
-        self.network.backward(dlogits)
+        self.network.backward(dlogits, input_grad=False)
         correct = (logits > 0) == (targets == 1)  # (N, A)
         return {"loss": float(np.mean(loss, dtype=np.float64)), "accuracy": float(np.mean(correct))}

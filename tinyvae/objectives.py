@@ -36,7 +36,7 @@ def negative_elbo(model, x, rng=None, eps=None, beta=1.0):
     dz = model.decoder.backward(ddecoded)  # (N, L)
     dmu, dlogvar = model.posterior.rsample_backward(dz)  # the path through z = mu + exp(logvar / 2) eps
     dh = model.posterior.join(dmu + beta * dmu_kl, dlogvar + beta * dlogvar_kl)  # (N, 2L): z path + beta * KL path
-    model.encoder.backward(dh)  # fills the encoder's grads (dx is not needed)
+    model.encoder.backward(dh, input_grad=False)  # fills the encoder's grads; dx (of the data) is not computed
 
     # batch means in float64, so that every backend overflows (or not) at the same place
     rec_mean, kl_mean = float(np.mean(rec, dtype=np.float64)), float(np.mean(kl, dtype=np.float64))
@@ -134,7 +134,7 @@ def negative_iwae(model, x, k, rng=None, eps=None, beta=1.0):
     dz += (beta * g[..., None] * -z64).astype(dz.dtype)  # log p(z_i) path: d/dz_i = -z_i
     dmu, dlogvar = model.posterior.rsample_backward(dz)  # (N, L) each, summed over the k samples
     dlogvar += (beta * 0.5 * g.sum(axis=0))[:, None].astype(dlogvar.dtype)  # -log q: +1/2 per dim, times sum_i g_i
-    model.encoder.backward(model.posterior.join(dmu, dlogvar))
+    model.encoder.backward(model.posterior.join(dmu, dlogvar), input_grad=False)
 
     bound = -loss if beta == 1.0 else _log_mean_exp(log_px_z + log_pz - log_qz)  # (N,)
     return {
