@@ -344,8 +344,9 @@ def test_the_default_run_trains_the_elbo_without_warm_up(mnist, data_dir, tmp_pa
                                                  "images_per_s"}  # fmt: skip
 
 
+@pytest.mark.parametrize("interrupt_at", [3 + 2, 2 * 3 + 2], ids=["warm-up epoch 2", "decayed lr epoch 3"])
 def test_iwae_with_warm_up_resumes_exactly_and_reports_the_active_units(
-    mnist, data_dir, tmp_path, monkeypatch, capsys, no_pictures
+    mnist, data_dir, tmp_path, monkeypatch, capsys, no_pictures, interrupt_at
 ):
     flags = ["--epochs", "3", "--objective", "iwae", "--k", "3", "--warmup-epochs", "2", "--latent-dim", "4",
              "--lr-decay", "0.5"]
@@ -371,9 +372,9 @@ def test_iwae_with_warm_up_resumes_exactly_and_reports_the_active_units(
 
     adam_step = tinyvae.Adam.step
 
-    def interrupt(self, grads):  # in the middle of epoch 2, the warm-up's second epoch
+    def interrupt(self, grads):  # 3 steps an epoch: mid epoch 2 (warming up), or mid epoch 3 (the checkpoint's lr decayed)
         adam_step(self, grads)
-        if self.step_count == 3 + 2:
+        if self.step_count == interrupt_at:
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:

@@ -353,6 +353,11 @@ def read_metrics(out, up_to_epoch):
 # --------------------------------------------------------------------------------------
 
 
+def lr_of_epoch(cfg, epoch):
+    """Epoch e trains at lr * lr_decay^(e - 1) (--lr-decay); a fresh run's optimizer (epoch 0) at lr."""
+    return cfg["lr"] * cfg["lr_decay"] ** max(epoch - 1, 0)
+
+
 def run(argv=None, *, description, flags, load_data, build_model, pictures, defaults=None):
     """Parse ``argv``, train, evaluate, draw; returns the summary dict (also written to summary.json).
 
@@ -515,6 +520,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
                        data.cmap)  # fmt: skip
 
     if ckpt is not None:
+        optimizer.lr = lr_of_epoch(cfg, ckpt.epoch)  # the checkpoint's: the last epoch it finished trained at that rate
         try:
             ckpt.restore(model, optimizer, train_rng)
         except CheckpointError as err:
@@ -561,7 +567,7 @@ def _locked_run(out, explicit, resume, flags, defaults, load_data, build_model, 
     started = time.perf_counter()
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         last_step[0] = time.perf_counter()
-        optimizer.lr = cfg["lr"] * cfg["lr_decay"] ** (epoch - 1)  # a function of the epoch: resumes exactly
+        optimizer.lr = lr_of_epoch(cfg, epoch)  # a function of the epoch: resumes exactly
         model.train()  # BatchNorm: batch statistics, running ones updated
         try:
             (stats,) = train(model, optimizer, data.train_x, epochs=epoch, start_epoch=epoch - 1,
