@@ -61,9 +61,9 @@ PROFILE_CONFIGS = [("conv", 2), ("mlp", 20)]
 
 def traced_layers(preset, latent):
     """Build ``preset`` and pass one image through it: (model, [(part, layer, input shape per image)])."""
-    import numpy as np
+    import tinyvae  # before NumPy, as the examples: its OpenBLAS setting applies (see tinyvae/__init__.py)
 
-    import tinyvae
+    import numpy as np
 
     model = tinyvae.build_vae(preset, rng=np.random.default_rng(0), latent_dim=latent)
     traced = []
@@ -203,9 +203,9 @@ def _kernel_cases(k, np, batch):
 
 
 def worker_kernels(args):
-    import numpy as np
+    import tinyvae  # before NumPy, as the examples: its OpenBLAS setting applies (see tinyvae/__init__.py)
 
-    import tinyvae
+    import numpy as np
 
     tinyvae.set_backend(args.backend)
     k = tinyvae.backend.kernels()
@@ -217,9 +217,9 @@ def worker_kernels(args):
 
 
 def _backend_info(backend):
-    import numpy as np
+    import tinyvae  # before NumPy, as the examples: its OpenBLAS setting applies (see tinyvae/__init__.py)
 
-    import tinyvae
+    import numpy as np
 
     info = {"numpy": np.__version__, "tinyvae": tinyvae.__file__}
     if backend == "numba":
@@ -235,9 +235,9 @@ def _batches(np, batch, input_shape, n=4):
 
 
 def worker_train(args):
-    import numpy as np
+    import tinyvae  # before NumPy, as the examples: its OpenBLAS setting applies (see tinyvae/__init__.py)
 
-    import tinyvae
+    import numpy as np
 
     tinyvae.set_backend(args.backend)
     results = []
@@ -261,9 +261,9 @@ def worker_train(args):
 def _timed(method, key, totals):
     """``method`` wrapped so that its seconds add up in ``totals[key]``."""
 
-    def timed(*args):
+    def timed(*args, **kwargs):
         start = time.perf_counter()
-        result = method(*args)
+        result = method(*args, **kwargs)
         totals[key] = totals.get(key, 0.0) + time.perf_counter() - start
         return result
 
@@ -273,9 +273,9 @@ def _timed(method, key, totals):
 def worker_profile(args):
     """Per layer and pass, seconds per training step inside real steps; the rest of the step
     (likelihood, sampling, KL, glue) and the Adam step as their own rows."""
-    import numpy as np
+    import tinyvae  # before NumPy, as the examples: its OpenBLAS setting applies (see tinyvae/__init__.py)
 
-    import tinyvae
+    import numpy as np
 
     tinyvae.set_backend(args.backend)
     results = []

@@ -33,25 +33,22 @@ Load the trained classifier back with
     judge.probabilities(faces)   # (N, A) p(attribute | face)
 """
 
+import tinyvae  # first: its OpenBLAS thread setting must precede NumPy's import (tinyvae/__init__.py)
+
+import argparse
+import json
 import os
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in examples/mnist.py: faster on 2 shared cores
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import tinyvae  # noqa: E402
-from tinyvae.backend import CHOICES, get_backend, set_backend  # noqa: E402
-from tinyvae.checkpoint import save_checkpoint  # noqa: E402
-from tinyvae.datasets import load_celeba, load_mnist, synthetic_faces  # noqa: E402
-from tinyvae.evaluate import accuracy, attribute_accuracy  # noqa: E402
-from tinyvae.runner import Flag, OutputLock, RunError, write_text  # noqa: E402
+from tinyvae.backend import CHOICES, get_backend, set_backend
+from tinyvae.checkpoint import save_checkpoint
+from tinyvae.datasets import load_celeba, load_mnist, synthetic_faces
+from tinyvae.evaluate import accuracy, attribute_accuracy
+from tinyvae.runner import Flag, OutputLock, RunError, write_text
 
 FACES_TRAIN_SEED, FACES_TEST_SEED = 0, 1  # as examples/faces.py draws its synthetic faces
 OUT = {"mnist": "runs/classifier", "faces": "runs/faces-judge"}

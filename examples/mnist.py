@@ -43,20 +43,13 @@ of the *binarized* test images, so they depend on how those were binarized (repo
 The run itself (flags, resume, progress, checks, outputs) is tinyvae/runner.py.
 """
 
-import os
+import tinyvae  # first: its OpenBLAS thread setting must precede NumPy's import (tinyvae/__init__.py)
 
-# One BLAS thread (unless the variable is already set): on 2 cores it is as fast as two for
-# these small matrices, and two threads slow down several-fold when another process is busy.
-# It must be set before numpy is imported.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import tinyvae  # noqa: E402
-from tinyvae import pictures, runner  # noqa: E402
-from tinyvae.datasets import FASHION_MNIST_CLASSES, binarize_dynamic, binarize_static, load_mnist  # noqa: E402
-from tinyvae.runner import Data, Flag  # noqa: E402
+from tinyvae import pictures, runner
+from tinyvae.datasets import FASHION_MNIST_CLASSES, binarize_dynamic, binarize_static, load_mnist
+from tinyvae.runner import Data, Flag
 
 # The default run: `python examples/mnist.py` took 2 min 56 s on 2 cores with the Numba backend
 # (about 1,200 training images/s; README); with NumPy (about 470 images/s) it stays under 10 min.

@@ -57,3 +57,15 @@ def test_profile_gives_every_layer_and_pass_its_share_of_the_step(tmp_path):
             assert all(r["s"] >= 0 for r in rows if r["layer"] != "loss, sampling, KL and glue")
             assert abs(sum(r["s"] for r in rows) - preset["step_s"]) <= 1e-9 * max(1.0, preset["step_s"])
     assert "decoder.5 ConvTranspose2D" in stdout and "share" in stdout
+
+
+def test_importing_tinyvae_stops_openblas_threads_spinning_unless_the_user_chose():
+    def timeout_seen(**exported):
+        env = {k: v for k, v in os.environ.items() if k not in TUNING} | exported
+        code = "import tinyvae, os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert timeout_seen() == "4"
+    assert timeout_seen(OPENBLAS_THREAD_TIMEOUT="9") == "9"
