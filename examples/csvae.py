@@ -44,6 +44,7 @@ second run writing into the same --out is refused; a NaN stops the run and the l
 """
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -80,8 +81,6 @@ def _load_faces_example():
 
 faces_example = _load_faces_example()
 
-DEFAULTS = {"out": "runs/csvae", "epochs": lambda cfg: 60 if cfg["data"] == "swiss-roll" else 10, "batch_size": 64,
-            "lr": 1e-3}  # fmt: skip
 TRAIN_SEED, TEST_SEED, EVAL_SEED = 0, 1, 2  # the training and test points (independent of --seed), evaluation eps
 TRANSFER_SEED = 3  # which face gives its w in a rated transfer
 PROBE_EPOCHS = 10
@@ -96,12 +95,16 @@ def by_data(swiss_roll_value, faces_value):
     return lambda cfg: swiss_roll_value if cfg["data"] == "swiss-roll" else faces_value
 
 
+DEFAULTS = {"out": "runs/csvae", "epochs": by_data(60, 40), "batch_size": by_data(64, 32), "lr": 1e-3}
+
+
 def attribute_list(text):
     """--attributes "Eyeglasses,Smiling" -> ["Eyeglasses", "Smiling"]; the names are checked against the data's."""
     names = [a.strip() for a in text.split(",")]
     if not all(names) or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"expected distinct attribute names separated by commas, got {text!r}")
     return names
+COMMON_BY_DATA = {"--epochs": "60 (swiss roll), 40 (faces)", "--batch-size": "64 (swiss roll), 32 (faces)"}
 COMMON = ("--epochs", "--batch-size", "--lr", "--seed", "--backend", "--out", "--time-limit")
 
 
@@ -131,29 +134,32 @@ FLAGS = [
     Flag("--w-dim", 2, "size of each attribute's subspace W_i", int, low=1),
     Flag("--hidden", 64, "swiss roll: hidden units of the encoders and the decoder", int, low=1),
     Flag("--adversary-hidden", 64, "hidden units of the adversary q(y | z)", int, low=1),
-    Flag("--betas", by_data([2.0, 1.0, 2.0, 20.0, 1.0], [1.0, 1.0, 1.0, 50.0, 1.0]), "beta1..beta5: "
+    Flag("--betas", by_data([2.0, 1.0, 2.0, 20.0, 1.0], [1.0, 10.0, 1.0, 500.0, 1.0]), "beta1..beta5: "
          "reconstruction, KL of w, KL of z, negative entropy of q(y | z), the adversary's cross-entropy", betas,
-         default_text="2,1,2,20,1 (swiss roll), 1,1,1,50,1 (faces)"),
+         default_text="2,1,2,20,1 (swiss roll), 1,10,1,500,1 (faces)"),
     Flag("--size", 32, "faces: image height and width", int, choices=(32, 64)),
     Flag("--data-dir", None, "faces: read CelebA from this directory (as examples/faces.py) instead of drawing "
          "synthetic faces"),
     Flag("--attributes", ["Eyeglasses", "Smiling"], "faces: the attributes y, each with its own W",
          attribute_list, default_text="Eyeglasses,Smiling"),
-    Flag("--channels", [32, 64, 64, 64], "faces: channels of the stride-2 convolutions (as examples/faces.py)",
-         faces_example.channel_list, default_text="32,64,64,64"),
+    Flag("--channels", [32, 64], "faces: channels of the stride-2 convolutions (as examples/faces.py --channels)",
+         faces_example.channel_list, default_text="32,64"),
     Flag("--judge", None, "faces: an attribute classifier run (examples/classifier.py --dataset faces --out DIR, "
          "same --size) that rates the attribute transfers at the end", run_setting=False),
     Flag("--adversary-input", "mean", "what the adversary reads: mean, mu_z (y cannot hide in mu_z under the "
          "posterior's noise), or sample, z ~ q(z | x) (the paper)", choices=("mean", "sample")),
-    Flag("--adversary-steps", 1, "adversary steps after each encoder/decoder step, each on a fresh draw of z",
-         int, low=1),
+    Flag("--adversary-steps", by_data(1, 2), "adversary steps after each encoder/decoder step, each on a fresh draw "
+         "of z", int, low=1, default_text="1 (swiss roll), 2 (faces)"),
     Flag("--sigma", 0.1, "the Gaussian likelihood's standard deviation, on coordinates in about [-1.4, 1.4] "
          "(swiss roll) or pixels in [0, 1] (faces)", float, low=0, strict=True),
-    Flag("--w-on-mean", 3.0, "p(w_i | y_i = 1) = N(this in every dimension, --w-on-std^2 I)", float),
-    Flag("--w-on-std", 1.0, "see --w-on-mean", float, low=0, strict=True),
+    Flag("--w-on-mean", by_data(3.0, 2.0), "p(w_i | y_i = 1) = N(this in every dimension, --w-on-std^2 I)", float,
+         default_text="3 (swiss roll), 2 (faces)"),
+    Flag("--w-on-std", by_data(1.0, 0.5), "see --w-on-mean", float, low=0, strict=True,
+         default_text="1 (swiss roll), 0.5 (faces)"),
     Flag("--w-off-std", 0.1, "p(w_i | y_i = 0) = N(0, this^2 I): a tight Gaussian at the origin", float, low=0,
          strict=True),
-    *[f for f in runner.COMMON_FLAGS if f.name in COMMON],
+    *[dataclasses.replace(f, default_text=COMMON_BY_DATA.get(f.name)) for f in runner.COMMON_FLAGS
+      if f.name in COMMON],
 ]  # fmt: skip
 
 

@@ -57,6 +57,12 @@ The KL to the prior of w, for q = N(mu, diag s_q^2) and p = N(m, s^2 I), per dim
     dKL/dmu = (mu - m) / s^2,    dKL/dlogvar = 1/2 (exp(logvar) / s^2 - 1)
 
 Every returned term is a batch mean in nats per example.
+
+Builders: :func:`mlp_csvae` (vectors, the swiss roll; preset "csvae"), :func:`conv_csvae` (images in [0, 1], the
+faces; preset "conv_csvae", cut from the faces preset's networks) and, for comparison, :func:`faces_cvae`, a
+conditional faces VAE whose label is the attributes' joint class (preset "faces_cvae"). Attribute transfer:
+:func:`transfer_w` puts another w into one attribute's subspace; :func:`judged_transfer` says how an attribute
+classifier sees the result (examples/csvae.py --data faces, examples/csvae_table.py).
 """
 
 import numpy as np
