@@ -134,9 +134,9 @@ FLAGS = [
     Flag("--w-dim", 2, "size of each attribute's subspace W_i", int, low=1),
     Flag("--hidden", 64, "swiss roll: hidden units of the encoders and the decoder", int, low=1),
     Flag("--adversary-hidden", 64, "hidden units of the adversary q(y | z)", int, low=1),
-    Flag("--betas", by_data([2.0, 1.0, 2.0, 20.0, 1.0], [1.0, 10.0, 1.0, 500.0, 1.0]), "beta1..beta5: "
+    Flag("--betas", by_data([2.0, 1.0, 2.0, 20.0, 1.0], [1.0, 10.0, 1.0, 100.0, 1.0]), "beta1..beta5: "
          "reconstruction, KL of w, KL of z, negative entropy of q(y | z), the adversary's cross-entropy", betas,
-         default_text="2,1,2,20,1 (swiss roll), 1,10,1,500,1 (faces)"),
+         default_text="2,1,2,20,1 (swiss roll), 1,10,1,100,1 (faces)"),
     Flag("--size", 32, "faces: image height and width", int, choices=(32, 64)),
     Flag("--data-dir", None, "faces: read CelebA from this directory (as examples/faces.py) instead of drawing "
          "synthetic faces"),
