@@ -57,13 +57,19 @@ The KL to the prior of w, for q = N(mu, diag s_q^2) and p = N(m, s^2 I), per dim
     dKL/dmu = (mu - m) / s^2,    dKL/dlogvar = 1/2 (exp(logvar) / s^2 - 1)
 
 Every returned term is a batch mean in nats per example.
+
+Builders: :func:`mlp_csvae` (vectors, the swiss roll; preset "csvae"), :func:`conv_csvae` (images in [0, 1], the
+faces; preset "conv_csvae", cut from the faces preset's networks) and, for comparison, :func:`faces_cvae`, a
+conditional faces VAE whose label is the attributes' joint class (preset "faces_cvae"). Attribute transfer:
+:func:`transfer_w` puts another w into one attribute's subspace; :func:`judged_transfer` says how an attribute
+classifier sees the result (examples/csvae.py --data faces, examples/csvae_table.py).
 """
 
 import numpy as np
 
 from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, bernoulli_nll
-from .layers import Condition, Dense, ReLU, Sequential, Tanh
-from .model import Classifier, _modules
+from .layers import Condition, Dense, Flatten, ReLU, Sequential, Tanh
+from .model import VAE, Classifier, _modules
 from .module import Module, check_dtype, check_input, check_int
 from .optim import Adam
 
@@ -377,6 +383,12 @@ def probe_accuracy(z_train, y_train, z_test, y_test, rng, epochs=10, hidden=64, 
 # --------------------------------------------------------------------------------------
 
 
+def _mlp(d_in, d_out, width, act, kw, first=()):
+    """first..., Dense d_in -> width, act, Dense width -> width, act, Dense width -> d_out."""
+    return Sequential(*first, Dense(d_in, width, **kw), act(), Dense(width, width, **kw), act(),
+                      Dense(width, d_out, **kw))  # fmt: skip
+
+
 def mlp_csvae(input_dim=3, z_dim=2, w_dim=2, num_attributes=1, hidden=64, adversary_hidden=64, *, rng,
               dtype=np.float32, likelihood="gaussian", sigma=1.0, betas=BETAS, w_on_mean=3.0, w_on_std=1.0,
               w_off_std=0.1, adversary_input="sample"):  # fmt: skip
@@ -394,15 +406,10 @@ def mlp_csvae(input_dim=3, z_dim=2, w_dim=2, num_attributes=1, hidden=64, advers
     H = check_int(hidden, "hidden", "mlp_csvae", 1)
     A = check_int(adversary_hidden, "adversary_hidden", "mlp_csvae", 1)
     kw = dict(rng=rng, dtype=dtype)
-
-    def mlp(d_in, d_out, *, width=H, act=Tanh, first=()):
-        return Sequential(*first, Dense(d_in, width, **kw), act(), Dense(width, width, **kw), act(),
-                          Dense(width, d_out, **kw))  # fmt: skip
-
-    encoder_z = mlp(D, 2 * z_dim)
-    encoder_w = mlp(D + 2 * m, 2 * m * w_dim, first=[Condition(2 * m)])
-    decoder = mlp(z_dim + m * w_dim, D)
-    adversary = mlp(z_dim, m, width=A, act=ReLU)
+    encoder_z = _mlp(D, 2 * z_dim, H, Tanh, kw)
+    encoder_w = _mlp(D + 2 * m, 2 * m * w_dim, H, Tanh, kw, first=[Condition(2 * m)])
+    decoder = _mlp(z_dim + m * w_dim, D, H, Tanh, kw)
+    adversary = _mlp(z_dim, m, A, ReLU, kw)
     config = {"preset": "csvae", "input_dim": D, "z_dim": z_dim, "w_dim": w_dim, "num_attributes": m, "hidden": H,
               "adversary_hidden": A, "dtype": check_dtype(dtype, "mlp_csvae").name, "likelihood": likelihood,
               "sigma": float(sigma), "betas": [float(b) for b in betas], "w_on_mean": float(w_on_mean),
@@ -411,3 +418,141 @@ def mlp_csvae(input_dim=3, z_dim=2, w_dim=2, num_attributes=1, hidden=64, advers
     return CSVAE(encoder_z, encoder_w, decoder, adversary, z_dim=z_dim, w_dim=w_dim, num_attributes=m,
                  input_shape=(D,), likelihood=likelihood, sigma=sigma, betas=betas, w_on_mean=w_on_mean,
                  w_on_std=w_on_std, w_off_std=w_off_std, adversary_input=adversary_input, config=config)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Faces: a convolutional CSVAE, and the conditional VAE it is compared with
+# --------------------------------------------------------------------------------------
+
+
+def _faces_networks(latent_dim, input_shape, channels, sigma, kw):
+    """The faces preset's networks for ``latent_dim`` (:func:`tinyvae.presets.faces_vae`): (its encoder's layers
+    up to the flattened features: Conv, BatchNorm2D, LeakyReLU blocks and Flatten; their width F; its whole
+    encoder x -> (N, 2 latent_dim); its decoder (N, latent_dim) -> (N, C, H, W) means in (0, 1))."""
+    from .presets import faces_vae  # presets imports this module (the csvae presets)
+
+    vae = faces_vae(latent_dim, input_shape, channels, sigma, **kw)
+    layers = vae.encoder.layers
+    flat = next(i for i, layer in enumerate(layers) if isinstance(layer, Flatten))
+    return layers[: flat + 1], layers[flat + 1].in_features, vae.encoder, vae.decoder
+
+
+def conv_csvae(z_dim=32, w_dim=2, num_attributes=2, input_shape=(3, 32, 32), channels=(32, 64, 64, 64), sigma=0.1,
+               adversary_hidden=64, *, rng, dtype=np.float32, betas=BETAS, w_on_mean=3.0, w_on_std=1.0,
+               w_off_std=0.1, adversary_input="mean"):  # fmt: skip
+    """A CSVAE for C x H x W images in [0, 1] (faces), from the faces preset's networks (faces_vae: 3x3 stride-2
+    convolutions, BatchNorm, LeakyReLU(0.3), a Sigmoid output) and a Gaussian likelihood with ``sigma`` on pixels.
+
+    encoder_z: faces_vae(Z)'s encoder: x -> (N, 2Z)
+    encoder_w: the same conv blocks (their own weights), Flatten (N, F), Condition(2m) (N, F + 2m),
+               Dense F + 2m -> 2 m W
+    decoder:   faces_vae(Z + mW)'s decoder: [z | w] (N, Z + mW) -> (N, C, H, W)
+    adversary: Dense Z -> A, ReLU, Dense A -> A, ReLU, Dense A -> m logits (as mlp_csvae's)
+    The attributes join after the convolutions, as the conditional faces VAE's label does (:func:`faces_cvae`).
+    """
+    where = "conv_csvae"
+    z_dim, w_dim = check_int(z_dim, "z_dim", where, 1), check_int(w_dim, "w_dim", where, 1)
+    m = check_int(num_attributes, "num_attributes", where, 1)
+    A = check_int(adversary_hidden, "adversary_hidden", where, 1)
+    kw = dict(rng=rng, dtype=dtype)
+    _, _, encoder_z, _ = _faces_networks(z_dim, input_shape, channels, sigma, kw)
+    features, F, _, decoder = _faces_networks(z_dim + m * w_dim, input_shape, channels, sigma, kw)
+    encoder_w = Sequential(*features, Condition(2 * m), Dense(F + 2 * m, 2 * m * w_dim, **kw))
+    adversary = _mlp(z_dim, m, A, ReLU, kw)
+    config = {"preset": "conv_csvae", "z_dim": z_dim, "w_dim": w_dim, "num_attributes": m,
+              "input_shape": [int(s) for s in input_shape], "channels": [int(c) for c in channels],
+              "sigma": float(sigma), "adversary_hidden": A, "dtype": check_dtype(dtype, where).name,
+              "betas": [float(b) for b in betas], "w_on_mean": float(w_on_mean), "w_on_std": float(w_on_std),
+              "w_off_std": float(w_off_std), "adversary_input": adversary_input}  # fmt: skip
+    return CSVAE(encoder_z, encoder_w, decoder, adversary, z_dim=z_dim, w_dim=w_dim, num_attributes=m,
+                 input_shape=input_shape, likelihood="gaussian", sigma=sigma, betas=betas, w_on_mean=w_on_mean,
+                 w_on_std=w_on_std, w_off_std=w_off_std, adversary_input=adversary_input, config=config)  # fmt: skip
+
+
+def attribute_classes(y):
+    """m binary attributes y (N, m) -> one class of K = 2^m per example, sum_i y_i 2^i (N,): the label of the
+    conditional VAE (:func:`faces_cvae`). Attribute i flips with ``classes ^ (1 << i)``."""
+    y = np.asarray(y)
+    if y.ndim != 2 or not np.all((y == 0) | (y == 1)):
+        raise ValueError(f"attribute_classes: expected attributes (N, m) of 0/1, got shape {y.shape}")
+    return (y.astype(np.int64) << np.arange(y.shape[1])).sum(axis=1)
+
+
+def faces_cvae(latent_dim=36, num_attributes=2, input_shape=(3, 32, 32), channels=(32, 64, 64, 64), sigma=0.1, *,
+               rng, dtype=np.float32):  # fmt: skip
+    """The conditional VAE that the CSVAE is compared with: the faces preset's networks, with the label of
+    m binary attributes (one of K = 2^m classes, :func:`attribute_classes`) joined as a one-hot by
+    :class:`tinyvae.layers.Condition`, and a Gaussian likelihood with ``sigma`` on pixels in [0, 1].
+
+    encoder: faces_vae's conv blocks, Flatten (N, F), Condition(K) (N, F + K), Dense F + K -> 2L
+    decoder: Condition(K) (N, L + K), then faces_vae(L + K)'s decoder -> (N, C, H, W)
+    The joint class, rather than one one-hot pair per attribute, lets VAE.condition (labels (N,)) serve as is.
+    """
+    where = "faces_cvae"
+    latent_dim = check_int(latent_dim, "latent_dim", where, 1)
+    m = check_int(num_attributes, "num_attributes", where, 1)
+    K = 2**m
+    kw = dict(rng=rng, dtype=dtype)
+    features, F, _, decoder = _faces_networks(latent_dim + K, input_shape, channels, sigma, kw)
+    encoder = Sequential(*features, Condition(K), Dense(F + K, 2 * latent_dim, **kw))  # (N, 2L)
+    decoder = Sequential(Condition(K), *decoder.layers)  # (N, C, H, W)
+    config = {"preset": "faces_cvae", "latent_dim": latent_dim, "num_attributes": m,
+              "input_shape": [int(s) for s in input_shape], "channels": [int(c) for c in channels],
+              "sigma": float(sigma), "dtype": check_dtype(dtype, where).name}  # fmt: skip
+    return VAE(encoder, decoder, latent_dim, input_shape, likelihood="gaussian", sigma=sigma, config=config,
+               num_classes=K)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# Attribute transfer, and how a judge rates it
+# --------------------------------------------------------------------------------------
+
+
+def transfer_w(model, x, y, attribute, w_new, batch_size=500):
+    """Put w_new (N, w_dim) into W_attribute of x's codes: returns (reconstructions, transfers), each like x.
+
+    The reconstruction decodes z = mu_z(x), w = mu_w(x, y); the transfer the same codes with the block
+    w[:, attribute * w_dim : (attribute + 1) * w_dim] replaced by w_new: z and the other attributes' W kept.
+    x (N, C, H, W) and y (N, m) as the model takes them; call ``model.eval()`` first (BatchNorm).
+    """
+    y = check_attributes(y, x.shape[0], model.num_attributes, "transfer_w")
+    attribute = check_int(attribute, "attribute", "transfer_w", 0)
+    if attribute >= model.num_attributes:
+        raise ValueError(f"transfer_w: attribute must be < num_attributes = {model.num_attributes}, got {attribute}")
+    w_new = np.asarray(w_new, dtype=model.dtype)
+    if w_new.shape != (x.shape[0], model.w_dim):
+        raise ValueError(f"transfer_w: w_new must be ({x.shape[0]}, {model.w_dim}), one w per image, got {w_new.shape}")
+    block = slice(attribute * model.w_dim, (attribute + 1) * model.w_dim)
+    reconstructions, transfers = [], []
+    for start in range(0, x.shape[0], batch_size):
+        rows = slice(start, start + batch_size)
+        mu_z, mu_w = model.encode_z(x[rows])[0], model.encode_w(x[rows], y[rows])[0]  # (n, Z), (n, mW)
+        reconstructions.append(model.mean(model.decode(mu_z, mu_w)))
+        mu_w[:, block] = w_new[rows]
+        transfers.append(model.mean(model.decode(mu_z, mu_w)))
+    return np.concatenate(reconstructions), np.concatenate(transfers)
+
+
+def judged_transfer(judge, reconstructions, transfers, attribute, on, batch_size=500):
+    """How a judge (an AttributeClassifier) sees transfers of ``attribute`` (a name of ``judge.attributes``):
+
+    {"switched": the fraction of transfers it sees with the attribute if ``on`` (without it otherwise);
+    "others_kept": the fraction whose every other attribute it sees as on the reconstruction; "both"; "n"}.
+    As :func:`tinyvae.evaluate.attribute_edit_rates`, the others are compared with the decoded reconstruction,
+    not with x: what the decoder loses anyway counts for neither model.
+    """
+    if attribute not in judge.attributes:
+        raise ValueError(f"judged_transfer: the judge does not know {attribute!r}; it classifies "
+                         f"{', '.join(judge.attributes)}")  # fmt: skip
+    if reconstructions.shape != transfers.shape:
+        raise ValueError(f"judged_transfer: reconstructions {reconstructions.shape} and transfers {transfers.shape} "
+                         "must pair up")  # fmt: skip
+    column = judge.attributes.index(attribute)
+    others = [a for a in range(len(judge.attributes)) if a != column]
+    seen, edited = (np.concatenate([judge.predict(images[s : s + batch_size])
+                                    for s in range(0, len(images), batch_size)])
+                    for images in (reconstructions, transfers))  # (N, A) each  # fmt: skip
+    switched = edited[:, column] == bool(on)
+    kept = np.all(edited[:, others] == seen[:, others], axis=1)
+    return {"switched": float(switched.mean()), "others_kept": float(kept.mean()),
+            "both": float((switched & kept).mean()), "n": len(transfers)}  # fmt: skip

@@ -7,7 +7,7 @@ rebuilds the same architecture (checkpoints rely on this).
 
 import numpy as np
 
-from .csvae import mlp_csvae
+from .csvae import conv_csvae, faces_cvae, mlp_csvae
 from .geometry import conv_output_size
 from .layers import (
     Condition, Conv2D, ConvTranspose2D, Dense, Flatten, LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh,
@@ -209,7 +209,8 @@ def faces_vae(latent_dim=200, input_shape=(3, 64, 64), channels=(32, 64, 64, 64)
 
 
 PRESETS = {"conv": conv_vae, "mlp": mlp_vae, "faces": faces_vae, "conv_classifier": conv_classifier,
-           "attribute_classifier": attribute_classifier, "csvae": mlp_csvae}
+           "attribute_classifier": attribute_classifier, "csvae": mlp_csvae, "conv_csvae": conv_csvae,
+           "faces_cvae": faces_cvae}
 
 
 def build_vae(preset, *, rng, **kwargs):
