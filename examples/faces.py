@@ -34,17 +34,17 @@ other attribute as the judge sees it on their reconstruction; and the converse, 
 the faces with it (tinyvae.evaluate.attribute_edit_rates). Into summary.json ("attribute_edits")
 and the last lines printed. `--resume --attribute-judge DIR` judges a finished run without training.
 
-Time of the default run (64 x 64, the book's channels 32,64,64,64, latent 200, sigma 0.1, 8000
-synthetic training faces, 500 test faces, 6 epochs, batch 64), measured with
-`time python examples/faces.py --out /tmp/faces-timing` (numba backend, one BLAS thread) on this
-2-core machine, which other agents' jobs shared: 3 min 9 s in all at load average ~1 (2 min 55 s
-training, ~290 images/s, ~30 s per epoch), and 4 min 22 s at load average 3-4 (4 min 3 s training,
-150-300 images/s); the rest is drawing the faces, the test ELBO each epoch, the IWAE bound, the
-Numba compilation and the pictures. At 32 x 32 the same network trained at about 600 images/s.
-The numpy backend was not timed on this network: without Numba, use --size 32 or fewer --epochs.
-After 6 epochs the reconstructions keep pose, hair, hat, skin and background colours but blur the
-small features (mouths, glasses), and the samples are face-like blobs; more epochs
-(--resume --epochs N) sharpen both.
+Time of the default run (64 x 64, channels 32,64,64: an 8 x 8 map where the book's 32,64,64,64 ends at
+4 x 4; latent 200, sigma 0.1, 8000 synthetic training faces, 500 test faces, 15 epochs, batch 32, Adam
+3e-3 decayed by 0.85 per epoch; README's Faces section has the runs that chose these), numba backend,
+one BLAS thread, on this 2-core machine: its last epoch trained at 274 images/s at load average ~3 (100-160/s
+while other agents' jobs kept 4-5 processes busy), so ~7.3 minutes of training and ~8 minutes in all
+(the test ELBO each epoch, the IWAE bound, the pictures): under 10 minutes, estimated from that
+throughput. The one timed run, `time python examples/faces.py`, shared the cores with 4-5 busy
+processes throughout and took 21 min 24 s (8 min 28 s of user CPU). The numpy backend was not timed
+on this network: without Numba, use --size 32 or fewer --epochs. After 15 epochs the reconstructions
+keep pose, hair, hat, colours, open or closed mouths and glasses, a little blurred; the samples are
+face-like but mix features (hats over hair, colour fringes).
 """
 
 import argparse
