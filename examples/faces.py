@@ -34,17 +34,17 @@ other attribute as the judge sees it on their reconstruction; and the converse, 
 the faces with it (tinyvae.evaluate.attribute_edit_rates). Into summary.json ("attribute_edits")
 and the last lines printed. `--resume --attribute-judge DIR` judges a finished run without training.
 
-Time of the default run (64 x 64, the book's channels 32,64,64,64, latent 200, sigma 0.1, 8000
-synthetic training faces, 500 test faces, 6 epochs, batch 64), measured with
-`time python examples/faces.py --out /tmp/faces-timing` (numba backend, one BLAS thread) on this
-2-core machine, which other agents' jobs shared: 3 min 9 s in all at load average ~1 (2 min 55 s
-training, ~290 images/s, ~30 s per epoch), and 4 min 22 s at load average 3-4 (4 min 3 s training,
-150-300 images/s); the rest is drawing the faces, the test ELBO each epoch, the IWAE bound, the
-Numba compilation and the pictures. At 32 x 32 the same network trained at about 600 images/s.
-The numpy backend was not timed on this network: without Numba, use --size 32 or fewer --epochs.
-After 6 epochs the reconstructions keep pose, hair, hat, skin and background colours but blur the
-small features (mouths, glasses), and the samples are face-like blobs; more epochs
-(--resume --epochs N) sharpen both.
+Time of the default run (64 x 64, channels 32,64,64: an 8 x 8 map where the book's 32,64,64,64 ends at
+4 x 4; latent 200, sigma 0.1, 8000 synthetic training faces, 500 test faces, 15 epochs, batch 32, Adam
+3e-3 decayed by 0.85 per epoch; README's Faces section has the runs that chose these), numba backend,
+one BLAS thread, on this 2-core machine: its last epoch trained at 274 images/s at load average ~3 (100-160/s
+while other agents' jobs kept 4-5 processes busy), so ~7.3 minutes of training and ~8 minutes in all
+(the test ELBO each epoch, the IWAE bound, the pictures): under 10 minutes, estimated from that
+throughput. The one timed run, `time python examples/faces.py`, shared the cores with 4-5 busy
+processes throughout and took 21 min 24 s (8 min 28 s of user CPU). The numpy backend was not timed
+on this network: without Numba, use --size 32 or fewer --epochs. After 15 epochs the reconstructions
+keep pose, hair, hat, colours, open or closed mouths and glasses, a little blurred; the samples are
+face-like but mix features (hats over hair, colour fringes).
 """
 
 import argparse
@@ -71,7 +71,10 @@ from tinyvae.latent_edit import add_attribute, attribute_vector  # noqa: E402
 from tinyvae.pictures import Skip, tile  # noqa: E402
 from tinyvae.runner import Data, Flag, OutputLock, write_text  # noqa: E402
 
-DEFAULTS = {"out": "runs/faces", "epochs": 6, "batch_size": 64, "lr": 1e-3, "iwae_k": 5, "test_size": 500}
+# Measured on synthetic faces (README, "## Faces"): three stride-2 layers (an 8 x 8 feature map, not the book's
+# 4 x 4) reconstruct mouths and glasses sooner; lr 3e-3 in batches of 32, decayed, fits 15 epochs in the budget.
+DEFAULTS = {"out": "runs/faces", "epochs": 15, "batch_size": 32, "lr": 3e-3, "lr_decay": 0.85, "iwae_k": 5,
+            "test_size": 500}
 TRAIN_SEED, TEST_SEED = 0, 1  # the synthetic training and test faces (independent of --seed)
 FACTORS = np.arange(-3, 4)  # attribute arithmetic: z + factor * vector
 JUDGED = ("Eyeglasses", "Smiling")  # --attribute-judge rates these (and --attribute)
@@ -99,8 +102,8 @@ FLAGS = [
     Flag("--attribute", "Smiling", "the attribute of attribute_arithmetic.png (a CelebA attribute name; synthetic "
          f"faces have {', '.join(FACE_ATTRIBUTES)})", run_setting=False),
     Flag("--latent-dim", 200, "size of z", int, low=1),
-    Flag("--channels", [32, 64, 64, 64], "channels of the encoder's stride-2 convolutions (the decoder mirrors them)",
-         channel_list, default_text="32,64,64,64"),
+    Flag("--channels", [32, 64, 64], "channels of the encoder's stride-2 convolutions (the decoder mirrors them; "
+         "the book's are 32,64,64,64)", channel_list, default_text="32,64,64"),
     Flag("--sigma", 0.1, "standard deviation of the Gaussian likelihood on pixels in [0, 1]", float, low=0,
          strict=True),
     Flag("--attribute-judge", None, "an attribute classifier run (examples/classifier.py --dataset faces --out DIR) "
