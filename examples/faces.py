@@ -37,39 +37,30 @@ and the last lines printed. `--resume --attribute-judge DIR` judges a finished r
 Time of the default run (64 x 64, channels 32,64,64: an 8 x 8 map where the book's 32,64,64,64 ends at
 4 x 4; latent 200, sigma 0.1, 8000 synthetic training faces, 500 test faces, 15 epochs, batch 32, Adam
 3e-3 decayed by 0.85 per epoch; README's Faces section has the runs that chose these), numba backend,
-one BLAS thread, on this 2-core machine: its last epoch trained at 274 images/s at load average ~3 (100-160/s
-while other agents' jobs kept 4-5 processes busy), so ~7.3 minutes of training and ~8 minutes in all
-(the test ELBO each epoch, the IWAE bound, the pictures): under 10 minutes, estimated from that
-throughput. The one timed run, `time python examples/faces.py`, shared the cores with 4-5 busy
-processes throughout and took 21 min 24 s (8 min 28 s of user CPU). The numpy backend was not timed
+on this 2-core machine, idle otherwise: 5 min 29 s of training (about 400-440 images/s), 5 min 55 s in all
+(the test ELBO each epoch, the IWAE bound, the pictures, the judged edits). The numpy backend was not timed
 on this network: without Numba, use --size 32 or fewer --epochs. After 15 epochs the reconstructions
 keep pose, hair, hat, colours, open or closed mouths and glasses, a little blurred; the samples are
 face-like but mix features (hats over hair, colour fringes).
 """
 
+import tinyvae  # first: its OpenBLAS thread setting must precede NumPy's import (tinyvae/__init__.py)
+
 import argparse
 import json
-import os
 from pathlib import Path
 
-# One BLAS thread (unless the variable is already set): on 2 cores it is as fast as two for
-# these small matrices, and two threads slow down several-fold when another process is busy.
-# It must be set before numpy is imported.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import tinyvae  # noqa: E402
-from tinyvae import pictures, runner  # noqa: E402
-from tinyvae.datasets import CELEBA_ATTRIBUTES, FACE_ATTRIBUTES, load_celeba, synthetic_faces  # noqa: E402
-from tinyvae.checkpoint import load_run  # noqa: E402
-from tinyvae.evaluate import (  # noqa: E402
+from tinyvae import pictures, runner
+from tinyvae.datasets import CELEBA_ATTRIBUTES, FACE_ATTRIBUTES, load_celeba, synthetic_faces
+from tinyvae.checkpoint import load_run
+from tinyvae.evaluate import (
     attribute_accuracy, attribute_edit_rates, check_attribute_judge,
 )  # fmt: skip
-from tinyvae.latent_edit import add_attribute, attribute_vector  # noqa: E402
-from tinyvae.pictures import Skip, tile  # noqa: E402
-from tinyvae.runner import Data, Flag, OutputLock, write_text  # noqa: E402
+from tinyvae.latent_edit import add_attribute, attribute_vector
+from tinyvae.pictures import Skip, tile
+from tinyvae.runner import Data, Flag, OutputLock, write_text
 
 # Measured on synthetic faces (README, "## Faces"): three stride-2 layers (an 8 x 8 feature map, not the book's
 # 4 x 4) reconstruct mouths and glasses sooner; lr 3e-3 in batches of 32, decayed, fits 15 epochs in the budget.

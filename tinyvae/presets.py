@@ -214,9 +214,9 @@ PRESETS = {"conv": conv_vae, "mlp": mlp_vae, "faces": faces_vae, "conv_classifie
 
 
 def build_vae(preset, *, rng, **kwargs):
-    """Build a named preset (``"conv"``, ``"mlp"``, ``"faces"``, ``"csvae"`` or the classifiers ``"conv_classifier"``
-    and ``"attribute_classifier"``); keyword arguments go to its builder. Checkpoints rebuild their model with it
-    (``load_run``)."""
+    """Build a named preset (``"conv"``, ``"mlp"``, ``"faces"``, the faces baseline ``"faces_cvae"``, the CSVAEs
+    ``"csvae"`` and ``"conv_csvae"``, or the classifiers ``"conv_classifier"`` and ``"attribute_classifier"``);
+    keyword arguments go to its builder. Checkpoints rebuild their model with it (``load_run``)."""
     if preset not in PRESETS:
         raise ValueError(f"build_vae: unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[preset](rng=rng, **kwargs)
