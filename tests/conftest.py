@@ -6,8 +6,10 @@ import numpy as np
 
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 from tinyvae.backend import use_backend
+from tinyvae import geometry
 from tinyvae.datasets import write_idx
 
 settings.register_profile(
@@ -54,3 +56,28 @@ def data_dir(tmp_path_factory):
         write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
     return directory
+
+
+@st.composite
+def conv_transpose_cases(draw, dtypes=st.just(np.float64)):
+    """A ConvTranspose2D problem with at least one output pixel, of a dtype drawn from ``dtypes``:
+    (dtype, x, weight, bias, dout, stride, padding, output_padding)."""
+    dtype = draw(dtypes)
+    N, C_in, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kH, kW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    oph, opw = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
+    H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
+    Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
+    if min(Ho, Wo) < 1:
+        H, W, ph, pw = H + 2, W + 2, 0, 0
+        Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
+        Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C_in, H, W)).astype(dtype)
+    weight = rng.standard_normal((C_in, C_out, kH, kW)).astype(dtype)
+    bias = rng.standard_normal(C_out).astype(dtype)
+    dout = rng.standard_normal((N, C_out, Ho, Wo)).astype(dtype)
+    return dtype, x, weight, bias, dout, (sh, sw), (ph, pw), (oph, opw)

@@ -9,7 +9,8 @@ Conv2D's input gradient are both this operation.
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
+
+from conftest import conv_transpose_cases
 
 import tinyvae.kernels_numpy as ref
 from tinyvae import backend as backends
@@ -32,26 +33,10 @@ def transposed_conv_by_definition(x, weight, bias, stride, padding, out_size):
     return out
 
 
-@st.composite
-def geometries(draw):
-    """Any kernel, stride, padding and output_padding with at least one output pixel, float64."""
-    kH, kW = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    oph, opw = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
-    H, W = draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
-    Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
-    if min(Ho, Wo) < 1:
-        ph = pw = 0
-        Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
-        Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    N, C_in, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    x = rng.standard_normal((N, C_in, H, W))
-    weight = rng.standard_normal((C_in, C_out, kH, kW))
-    bias = rng.standard_normal(C_out)
-    return x, weight, bias, (sh, sw), (ph, pw), (oph, opw), (Ho, Wo)
+def geometries():
+    """Any kernel, stride, padding and output_padding with at least one output pixel, float64:
+    (x, weight, bias, stride, padding, output_padding, output size)."""
+    return conv_transpose_cases().map(lambda c: (*c[1:4], *c[5:8], c[4].shape[2:]))
 
 
 def assert_close(actual, expected):

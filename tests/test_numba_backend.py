@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import conv_transpose_cases
+
 import tinyvae
 import tinyvae.backend
 import tinyvae.kernels_numpy as ref
@@ -76,30 +78,6 @@ def conv_cases(draw):
     bias = rng.standard_normal(F).astype(dtype)
     dout = rng.standard_normal((N, F, Ho, Wo)).astype(dtype)
     return dtype, x, weight, bias, dout, (sh, sw), (ph, pw)
-
-
-@st.composite
-def conv_transpose_cases(draw):
-    """A ConvTranspose2D problem: (x, weight, bias, dout, stride, padding, output_padding)."""
-    dtype = draw(dtypes)
-    N, C_in, C_out = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    kH, kW = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    oph, opw = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
-    H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
-    Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
-    Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
-    if min(Ho, Wo) < 1:
-        H, W, ph, pw = H + 2, W + 2, 0, 0
-        Ho = geometry.conv_transpose_output_size(H, kH, sh, ph, oph)
-        Wo = geometry.conv_transpose_output_size(W, kW, sw, pw, opw)
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = rng.standard_normal((N, C_in, H, W)).astype(dtype)
-    weight = rng.standard_normal((C_in, C_out, kH, kW)).astype(dtype)
-    bias = rng.standard_normal(C_out).astype(dtype)
-    dout = rng.standard_normal((N, C_out, Ho, Wo)).astype(dtype)
-    return dtype, x, weight, bias, dout, (sh, sw), (ph, pw), (oph, opw)
 
 
 # --------------------------------------------------------------------------------------
@@ -172,7 +150,7 @@ def test_conv2d_matches_numpy(case, chunk, monkeypatch):
 
 
 @settings(max_examples=40, deadline=None)
-@given(case=conv_transpose_cases(), chunk=chunk_bytes)
+@given(case=conv_transpose_cases(dtypes), chunk=chunk_bytes)
 def test_conv_transpose2d_matches_numpy(case, chunk, monkeypatch):
     dtype, x, weight, bias, dout, stride, padding, output_padding = case
     monkeypatch.setattr(numba_kernels, "CHUNK_BYTES", chunk)
