@@ -5,9 +5,9 @@ import os
 # OpenBLAS's threads spin for a while after every matrix product, waiting for the next one, and
 # take the cores that the Numba kernels between products need (Numba's own threads sleep when
 # idle: kernels_numba sets OMP_WAIT_POLICY). A timeout of 4 (2^4 cycles instead of OpenBLAS's
-# 2^28, about a tenth of a second) stops the spinning: the conv preset's training step ran 1.2-1.4x faster with it
-# on 2 cores, and `python examples/mnist.py` trained in 1 min 52 s - 2 min 0 s instead of 2 min
-# 46 s - 2 min 52 s (README, Performance). OpenBLAS reads it once, when NumPy is first imported,
+# 2^28, about a tenth of a second) stops the spinning: on 2 cores the conv preset's training step
+# ran 1.2-1.4x faster with it on three of the four benchmark rows, and `python examples/mnist.py`
+# trained in 1 min 52 s - 2 min 0 s instead of 2 min 46 s - 2 min 52 s (README, Performance). OpenBLAS reads it once, when NumPy is first imported,
 # so it takes effect when tinyvae is imported before NumPy (as the examples do); a value the
 # user set is kept.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
