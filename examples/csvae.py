@@ -7,13 +7,14 @@
     python examples/csvae.py --help
 
 The model is tinyvae/csvae.py (preset "csvae": small MLPs, a 2-D z, a 2-D w per attribute). Each batch
-takes two steps, each with its own Adam: the encoders and the decoder on their objective (reconstruction,
-the KL of w to p(w | y), the KL of z to N(0, I), the negative entropy of the adversary's q(y | z)), then the
-adversary on its cross-entropy (--adversary-steps times), reading the updated encoder's mu_z (or a fresh
-sample of z with --adversary-input sample). After every epoch, on the test points: the separation of the
-two classes in w and in z (symmetrized KL of Gaussian fits, tinyvae.csvae.symmetrized_kl), and the
-adversary's accuracy from z ~ q(z | x) against the base rate. At the end a fresh classifier (a probe) is
-trained on the codes mu_z of the training points: the stricter test.
+takes two steps, each with its own Adam (both at --lr, times --lr-decay after every epoch): the encoders
+and the decoder on their objective (reconstruction, the KL of w to p(w | y), the KL of z to N(0, I), the
+negative entropy of the adversary's q(y | z)), then the adversary on its cross-entropy (--adversary-steps
+times), reading the updated encoder's mu_z (or a fresh sample of z with --adversary-input sample). After
+every epoch, on the test points: the separation of the two classes in w and in z (symmetrized KL of
+Gaussian fits, tinyvae.csvae.symmetrized_kl), and the adversary's accuracy from z ~ q(z | x) against the
+base rate. At the end a fresh classifier (a probe) is trained on the codes mu_z of the training points:
+the stricter test.
 Written into --out (default runs/csvae):
 
     data.png          the training points in 3-D, coloured by y
@@ -105,7 +106,7 @@ def attribute_list(text):
         raise argparse.ArgumentTypeError(f"expected distinct attribute names separated by commas, got {text!r}")
     return names
 COMMON_BY_DATA = {"--epochs": "60 (swiss roll), 40 (faces)", "--batch-size": "64 (swiss roll), 32 (faces)"}
-COMMON = ("--epochs", "--batch-size", "--lr", "--seed", "--backend", "--out", "--time-limit")
+COMMON = ("--epochs", "--batch-size", "--lr", "--lr-decay", "--seed", "--backend", "--out", "--time-limit")
 
 
 def betas(text):
@@ -489,6 +490,8 @@ def _locked_run(out, explicit, resume):
     optimizers = make_optimizers(model, cfg["lr"])
     saved_cfg = {k: v for k, v in cfg.items() if k not in ("out", "judge")}
     if ckpt is not None:
+        for optimizer in optimizers.values():  # the rate its last epoch trained at, as runner.run resumes
+            optimizer.lr = runner.lr_of_epoch(cfg, ckpt.epoch)
         try:
             ckpt.restore(model, optimizers, train_rng)
         except CheckpointError as err:
@@ -499,8 +502,9 @@ def _locked_run(out, explicit, resume):
         history, start_epoch = [], 0
         save_checkpoint(out, model, optimizers, epoch=0, rng=train_rng, config=saved_cfg, history=history)
         print(f"new run in {out}")
+    decay = "" if cfg["lr_decay"] == 1 else f" x {cfg['lr_decay']:g} per epoch"
     print(f"model: {model!r}; {sum(p.size for p in model.params.values())} parameters; "
-          f"{' and '.join(optimizers)} Adam, lr {cfg['lr']}, batch {cfg['batch_size']}")  # fmt: skip
+          f"{' and '.join(optimizers)} Adam, lr {cfg['lr']}{decay}, batch {cfg['batch_size']}")  # fmt: skip
 
     def evaluate():
         model.eval()
@@ -512,6 +516,8 @@ def _locked_run(out, explicit, resume):
     started = time.perf_counter()
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         epoch_started = time.perf_counter()
+        for optimizer in optimizers.values():
+            optimizer.lr = runner.lr_of_epoch(cfg, epoch)  # a function of the epoch: resumes exactly
         try:
             stats = train_epoch(model, optimizers, x, y, cfg["batch_size"], train_rng, cfg["adversary_steps"],
                                 transform)  # fmt: skip

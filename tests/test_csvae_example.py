@@ -31,8 +31,9 @@ def test_swiss_roll_points_and_labels():
         swiss_roll(10, np.random.default_rng(0), noise=-1)
 
 
-def test_a_tiny_run_writes_its_files_and_resumes_exactly(example, tmp_path):
-    straight = example.main([*TINY, "--epochs", "2", "--out", str(tmp_path / "straight")])
+@pytest.mark.parametrize("decay", [[], ["--lr-decay", "0.5"]], ids=["constant-lr", "lr-decay"])
+def test_a_tiny_run_writes_its_files_and_resumes_exactly(example, tmp_path, decay):
+    straight = example.main([*TINY, *decay, "--epochs", "2", "--out", str(tmp_path / "straight")])
     assert straight["epochs_done"] == 2 and len(straight["history"]) == 2
     for key in ("separation_w", "separation_z", "adversary_accuracy", "probe_accuracy", "base_rate"):
         assert len(straight[key]) == 1
@@ -40,12 +41,15 @@ def test_a_tiny_run_writes_its_files_and_resumes_exactly(example, tmp_path):
     saved = json.loads((tmp_path / "straight" / "summary.json").read_text())
     assert saved["config"]["betas"] == [2.0, 1.0, 2.0, 20.0, 1.0]
 
-    example.main([*TINY, "--epochs", "1", "--out", str(tmp_path / "resumed")])
-    example.main([*TINY, "--epochs", "2", "--out", str(tmp_path / "resumed"), "--resume"])
+    example.main([*TINY, *decay, "--epochs", "1", "--out", str(tmp_path / "resumed")])
+    example.main([*TINY, *decay, "--epochs", "2", "--out", str(tmp_path / "resumed"), "--resume"])
     a, b = load_run(tmp_path / "straight"), load_run(tmp_path / "resumed")
     for k, v in a.state_dict().items():
         np.testing.assert_array_equal(b.state_dict()[k], v, err_msg=k)
-    assert sorted(load_checkpoint(tmp_path / "resumed").meta["optimizers"]) == ["adversary", "vae"]
+    optimizers = load_checkpoint(tmp_path / "resumed").meta["optimizers"]
+    assert sorted(optimizers) == ["adversary", "vae"]
+    lr = 1e-3 * (0.5 if decay else 1.0)  # epoch 2 trained at lr * decay
+    assert all(o["lr"] == pytest.approx(lr) for o in optimizers.values()), optimizers
 
 
 def test_refusals_name_the_problem(example, tmp_path, capsys):
