@@ -173,6 +173,14 @@ def test_the_example_documents_its_flags_and_refuses_bad_ones(example, tmp_path,
     assert not (tmp_path / "run").exists()
 
 
+def test_the_example_defaults_depend_on_the_dataset_and_give_way_to_flags(example):
+    mnist, faces = example.parse_args([]), example.parse_args(["--dataset", "faces"])
+    assert (mnist["epochs"], mnist["lr_decay"]) == (4, 0.5)
+    assert (faces["epochs"], faces["lr_decay"], faces["n_train"]) == (10, 0.8, 20000)
+    given = example.parse_args(["--dataset", "faces", "--epochs", "2", "--lr-decay", "0.5"])
+    assert (given["epochs"], given["lr_decay"]) == (2, 0.5)
+
+
 # --------------------------------------------------------------------------------------
 # The multi-label attribute classifier
 # --------------------------------------------------------------------------------------
