@@ -30,8 +30,8 @@ warm-up (which also absorbs Numba's compilation). Results: a table on stdout, an
 ``benchmark.json`` and ``benchmark.png`` in ``--out``.
 
 ``--profile`` instead times every layer's forward and backward inside real training steps
-(conv preset, latent 2, and the MLP preset, batch ``--profile-batch``), on both backends,
-and prints each one's milliseconds per step and share of the step.
+(conv preset, latent 2; the MLP preset; the faces preset, 64x64 RGB, latent 200; batch
+``--profile-batch``), on both backends, and prints each one's milliseconds per step and share of the step.
 """
 
 import argparse
@@ -56,7 +56,7 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 KERNEL_PRESET = ("conv", 2)  # the per-kernel table times this preset's layers
 TRAIN_CONFIGS = [("conv", 2), ("conv", 32), ("mlp", 20)]
 TRAIN_COLUMNS = ["numpy", "numba", "numba_tuned_env", "torch"]
-PROFILE_CONFIGS = [("conv", 2), ("mlp", 20)]
+PROFILE_CONFIGS = [("conv", 2), ("mlp", 20), ("faces", 200)]  # faces: the preset's 64x64 RGB network
 
 
 def traced_layers(preset, latent):

@@ -49,7 +49,7 @@ def test_profile_gives_every_layer_and_pass_its_share_of_the_step(tmp_path):
     profile = json.loads((tmp_path / "profile.json").read_text())
     assert [run["backend"] for run in profile["runs"]] == ["numpy", "numba"]
     for run in profile["runs"]:
-        assert [(p["preset"], p["latent"]) for p in run["profile"]] == [("conv", 2), ("mlp", 20)]
+        assert [(p["preset"], p["latent"]) for p in run["profile"]] == [("conv", 2), ("mlp", 20), ("faces", 200)]
         for preset in run["profile"]:
             rows = preset["rows"]
             layers = [r["layer"] for r in rows if r["pass"] == "backward"]

@@ -75,7 +75,7 @@ def test_dense_gradients(backend, n, d_in, d_out, seed):
     ids=repr,
 )  # fmt: skip
 @given(n=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_parameter_free_layer_gradients(layer, shape, n, seed):
+def test_parameter_free_layer_gradients(backend, layer, shape, n, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, *shape))
     x[np.abs(x) < 1e-3] = 0.5  # keep ReLU's kink away from the finite-difference step

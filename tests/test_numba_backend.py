@@ -210,6 +210,18 @@ def test_relu_matches_numpy(dtype, shape, seed):
 
 
 @settings(deadline=None)
+@given(dtype=dtypes, shape=st.lists(st.integers(1, 6), min_size=1, max_size=4), slope=st.sampled_from([0.0, 0.3, 1.5]),
+       seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_leaky_relu_matches_numpy(dtype, shape, slope, seed):
+    rng = np.random.default_rng(seed)
+    x, dout = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    x.flat[0] = 0.0  # the kink: the left slope, as in the reference
+    assert_close(numba_kernels.leaky_relu_forward(x, slope), ref.leaky_relu_forward(x, slope), dtype)
+    assert_close(numba_kernels.leaky_relu_backward(dout, x, slope), ref.leaky_relu_backward(dout, x, slope), dtype)
+    assert numba_kernels.leaky_relu_forward(x, slope).dtype == dtype
+
+
+@settings(deadline=None)
 @given(dtype=dtypes, n=st.integers(1, 5), latent=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
 def test_latent_kernels_match_numpy(dtype, n, latent, seed):
     rng = np.random.default_rng(seed)
@@ -294,6 +306,7 @@ def test_nan_and_inf_propagate_through_each_kernel():
     assert np.isnan(out[0]).any() and not np.isnan(out[1]).any()
     assert np.isnan(numba_kernels.conv_transpose2d_forward(x, w.transpose(1, 0, 2, 3), b, (2, 2), (1, 1), (1, 1))[0]).any()
     assert np.isnan(numba_kernels.relu_forward(x)[0, 1, 2, 2])
+    assert np.isnan(numba_kernels.leaky_relu_forward(x, 0.3)[0, 1, 2, 2])
     logits, target = np.array([[np.nan, 0.0], [-np.inf, 0.0]]), np.array([[1.0, 0.0], [1.0, 1.0]])
     nll, _ = numba_kernels.bernoulli_nll(logits, target)
     assert np.isnan(nll[0]) and nll[1] == np.inf == ref.bernoulli_nll(logits, target)[0][1]

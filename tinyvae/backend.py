@@ -20,6 +20,7 @@ reference, whose docstrings state each formula and gradient once. In short:
     conv_transpose2d_backward(dout, x, weight, stride, padding, input_grad=True) -> dx, dweight, dbias
     dense_forward(x, weight, bias) -> out;  dense_backward(dout, x, weight, input_grad=True) -> dx, dweight, dbias
     relu_forward(x) -> out;  relu_backward(dout, out) -> dx
+    leaky_relu_forward(x, negative_slope) -> out;  leaky_relu_backward(dout, x, negative_slope) -> dx
     reparameterize(mu, logvar, eps) -> z;  reparameterize_backward(dz, logvar, eps) -> dmu, dlogvar
     kl_divergence(mu, logvar) -> kl (N,), dmu, dlogvar       gradients of the batch mean
     bernoulli_nll(logits, x) -> nll (N,), dlogits            gradient of the batch mean
@@ -39,7 +40,7 @@ BACKENDS = ("numpy", "numba")
 CHOICES = (*BACKENDS, "auto")
 KERNELS = (
     "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
-    "dense_forward", "dense_backward", "relu_forward", "relu_backward",
+    "dense_forward", "dense_backward", "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
     "reparameterize", "reparameterize_backward", "kl_divergence", "bernoulli_nll", "adam_update",
     "batchnorm_statistics", "batchnorm_forward", "batchnorm_backward",
 )  # fmt: skip

@@ -395,7 +395,7 @@ dense_backward = _reference.dense_backward
 
 
 # --------------------------------------------------------------------------------------
-# ReLU: one pass each way (NumPy's forward needs two: the mask, then the maximum)
+# ReLU and LeakyReLU: one pass each way (NumPy's forward needs two or three: the mask, the product, the choice)
 # --------------------------------------------------------------------------------------
 
 
@@ -425,6 +425,37 @@ def relu_forward(x):
 def relu_backward(dout, out):
     """:func:`tinyvae.kernels_numpy.relu_backward`, one parallel pass."""
     flat = _relu_backward(np.ascontiguousarray(dout).reshape(-1), np.ascontiguousarray(out).reshape(-1))
+    return flat.reshape(dout.shape)
+
+
+@_jit(parallel=True)
+def _leaky_relu_forward(x, slope):
+    """out[k] = x[k] if x[k] > 0 else slope * x[k] over a flat array (slope in x's dtype), in parallel blocks."""
+    out = np.empty_like(x)  # (size,)
+    for k in prange(x.size):
+        out[k] = x[k] if x[k] > 0 else slope * x[k]  # NaN > 0 is False: slope * NaN, NaN kept
+    return out
+
+
+@_jit(parallel=True)
+def _leaky_relu_backward(dout, x, slope):
+    """dx[k] = dout[k] if x[k] > 0 else slope * dout[k] over flat arrays, in parallel blocks."""
+    dx = np.empty_like(dout)  # (size,)
+    for k in prange(dout.size):
+        dx[k] = dout[k] if x[k] > 0 else slope * dout[k]
+    return dx
+
+
+def leaky_relu_forward(x, negative_slope):
+    """:func:`tinyvae.kernels_numpy.leaky_relu_forward`, one parallel pass (NumPy's where takes three)."""
+    flat = _leaky_relu_forward(np.ascontiguousarray(x).reshape(-1), x.dtype.type(negative_slope))
+    return flat.reshape(x.shape)
+
+
+def leaky_relu_backward(dout, x, negative_slope):
+    """:func:`tinyvae.kernels_numpy.leaky_relu_backward`, one parallel pass."""
+    flat = _leaky_relu_backward(np.ascontiguousarray(dout).reshape(-1), np.ascontiguousarray(x).reshape(-1),
+                                dout.dtype.type(negative_slope))  # fmt: skip
     return flat.reshape(dout.shape)
 
 

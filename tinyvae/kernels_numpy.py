@@ -234,7 +234,7 @@ def dense_backward(dout, x, weight, input_grad=True):
 
 
 # --------------------------------------------------------------------------------------
-# ReLU
+# ReLU and LeakyReLU
 # --------------------------------------------------------------------------------------
 
 
@@ -246,6 +246,16 @@ def relu_forward(x):
 def relu_backward(dout, out):
     """dx = dout where out > 0, else 0 (out = relu(x) is > 0 exactly where x > 0)."""
     return np.where(out > 0, dout, 0)
+
+
+def leaky_relu_forward(x, negative_slope):
+    """out = x where x > 0, else negative_slope * x (NaN stays NaN: NaN > 0 is False, slope * NaN is NaN)."""
+    return np.where(x > 0, x, x.dtype.type(negative_slope) * x)
+
+
+def leaky_relu_backward(dout, x, negative_slope):
+    """dx = dout where x > 0, else negative_slope * dout (the slope of the piece x is on; at 0, the left one)."""
+    return np.where(x > 0, dout, dout.dtype.type(negative_slope) * dout)
 
 
 # --------------------------------------------------------------------------------------

@@ -184,8 +184,8 @@ class ConvTranspose2D(_Conv):
 
 
 class _Elementwise(Module):
-    """ReLU has a backend kernel (it runs on the conv preset's largest activations); the
-    others are one NumPy expression each, with their formula in their backward's docstring."""
+    """ReLU and LeakyReLU have backend kernels (they run on the conv and faces presets' largest
+    activations); the others are one NumPy expression each, with their formula in their backward's docstring."""
 
     def _check(self, x):
         if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
@@ -219,13 +219,13 @@ class LeakyReLU(_Elementwise):
 
     def forward(self, x):
         self._check(x)
-        self._positive = x > 0
-        return self._remember_shape(np.where(self._positive, x, self.negative_slope * x))
+        self._x = x  # backward needs the sign of x
+        return self._remember_shape(kernels().leaky_relu_forward(x, self.negative_slope))
 
     def backward(self, dout):
-        """dx = dout where x > 0, else negative_slope * dout."""
+        """dout -> dx, any shape; the formula: :func:`tinyvae.kernels_numpy.leaky_relu_backward`."""
         self._check_dout(dout)
-        return np.where(self._positive, dout, self.negative_slope * dout)
+        return kernels().leaky_relu_backward(dout, self._x, self.negative_slope)
 
 
 class Sigmoid(_Elementwise):
