@@ -35,11 +35,11 @@ the faces with it (tinyvae.evaluate.attribute_edit_rates). Into summary.json ("a
 and the last lines printed. `--resume --attribute-judge DIR` judges a finished run without training.
 
 Time of the default run (64 x 64, channels 32,64,64: an 8 x 8 map where the book's 32,64,64,64 ends at
-4 x 4; latent 200, sigma 0.1, 8000 synthetic training faces, 500 test faces, 15 epochs, batch 32, Adam
-3e-3 decayed by 0.85 per epoch; README's Faces section has the runs that chose these), numba backend,
-on this 2-core machine, idle otherwise: 5 min 29 s of training (about 400-440 images/s), 5 min 55 s in all
+4 x 4; latent 200, sigma 0.1, 8000 synthetic training faces, 500 test faces, 24 epochs, batch 32, Adam
+3e-3 decayed by 0.9 per epoch; README's Faces section has the runs that chose these), numba backend,
+on this 2-core machine, idle otherwise: 6 min 40 s of training (about 470-520 images/s), 7 min 15 s in all
 (the test ELBO each epoch, the IWAE bound, the pictures, the judged edits). The numpy backend was not timed
-on this network: without Numba, use --size 32 or fewer --epochs. After 15 epochs the reconstructions
+on this network: without Numba, use --size 32 or fewer --epochs. After 24 epochs the reconstructions
 keep pose, hair, hat, colours, open or closed mouths and glasses, a little blurred; the samples are
 face-like but mix features (hats over hair, colour fringes).
 """
@@ -63,8 +63,8 @@ from tinyvae.pictures import Skip, tile
 from tinyvae.runner import Data, Flag, OutputLock, write_text
 
 # Measured on synthetic faces (README, "## Faces"): three stride-2 layers (an 8 x 8 feature map, not the book's
-# 4 x 4) reconstruct mouths and glasses sooner; lr 3e-3 in batches of 32, decayed, fits 15 epochs in the budget.
-DEFAULTS = {"out": "runs/faces", "epochs": 15, "batch_size": 32, "lr": 3e-3, "lr_decay": 0.85, "iwae_k": 5,
+# 4 x 4) reconstruct mouths and glasses sooner; lr 3e-3 in batches of 32, decayed, fits 24 epochs in the budget.
+DEFAULTS = {"out": "runs/faces", "epochs": 24, "batch_size": 32, "lr": 3e-3, "lr_decay": 0.9, "iwae_k": 5,
             "test_size": 500}
 TRAIN_SEED, TEST_SEED = 0, 1  # the synthetic training and test faces (independent of --seed)
 FACTORS = np.arange(-3, 4)  # attribute arithmetic: z + factor * vector
