@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyvae import build_vae
-from tinyvae.checkpoint import load_run, save_checkpoint
+from tinyvae.checkpoint import load_checkpoint, load_run, save_checkpoint
 from tinyvae.csvae import CSVAE, attribute_classes, judged_transfer, transfer_w
 from tinyvae.gradcheck import numerical_gradient, relative_error
 from tinyvae.model import VAE, _modules
@@ -195,6 +195,8 @@ def test_a_faces_run_resumes_exactly(example, tmp_path):
     a, b = load_run(tmp_path / "straight"), load_run(tmp_path / "resumed")
     for k, v in a.state_dict().items():  # parameters and BatchNorm's running statistics
         np.testing.assert_array_equal(b.state_dict()[k], v, err_msg=k)
+    optimizers = load_checkpoint(tmp_path / "resumed").meta["optimizers"]  # faces' defaults: 3e-3, decayed 0.93
+    assert [o["lr"] for o in optimizers.values()] == pytest.approx([3e-3 * 0.93] * 2)
 
 
 def test_faces_refusals_name_the_problem(example, tmp_path, judge_dir):
