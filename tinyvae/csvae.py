@@ -68,6 +68,7 @@ classifier sees the result (examples/csvae.py --data faces, examples/csvae_table
 import numpy as np
 
 from .distributions import LIKELIHOODS, DiagonalGaussian, Gaussian, bernoulli_nll
+from .evaluate import judged_edits
 from .layers import Condition, Dense, Flatten, ReLU, Sequential, Tanh
 from .model import VAE, Classifier, _modules
 from .module import Module, check_dtype, check_input, check_int
@@ -539,7 +540,7 @@ def judged_transfer(judge, reconstructions, transfers, attribute, on, batch_size
     {"switched": the fraction of transfers it sees with the attribute if ``on`` (without it otherwise);
     "others_kept": the fraction whose every other attribute it sees as on the reconstruction; "both"; "n"}.
     As :func:`tinyvae.evaluate.attribute_edit_rates`, the others are compared with the decoded reconstruction,
-    not with x: what the decoder loses anyway counts for neither model.
+    not with x: what the decoder loses anyway counts for neither model (:func:`tinyvae.evaluate.judged_edits`).
     """
     if attribute not in judge.attributes:
         raise ValueError(f"judged_transfer: the judge does not know {attribute!r}; it classifies "
@@ -547,12 +548,6 @@ def judged_transfer(judge, reconstructions, transfers, attribute, on, batch_size
     if reconstructions.shape != transfers.shape:
         raise ValueError(f"judged_transfer: reconstructions {reconstructions.shape} and transfers {transfers.shape} "
                          "must pair up")  # fmt: skip
-    column = judge.attributes.index(attribute)
-    others = [a for a in range(len(judge.attributes)) if a != column]
-    seen, edited = (np.concatenate([judge.predict(images[s : s + batch_size])
-                                    for s in range(0, len(images), batch_size)])
-                    for images in (reconstructions, transfers))  # (N, A) each  # fmt: skip
-    switched = edited[:, column] == bool(on)
-    kept = np.all(edited[:, others] == seen[:, others], axis=1)
-    return {"switched": float(switched.mean()), "others_kept": float(kept.mean()),
-            "both": float((switched & kept).mean()), "n": len(transfers)}  # fmt: skip
+    batches = ((reconstructions[s : s + batch_size], transfers[s : s + batch_size])
+               for s in range(0, len(transfers), batch_size))  # fmt: skip
+    return judged_edits(judge, batches, attribute, on)

@@ -8,6 +8,7 @@
     label_accuracy(cvae, classifier, 1000, rng)  # how often a classifier sees the class a CVAE was asked for
     attribute_accuracy(judge, faces, attributes) # an attribute classifier's accuracy, attribute by attribute
     attribute_edit_rates(vae, judge, faces, "Smiling", vector, 2.0)  # does adding 2 x the vector make them smile?
+    judged_edits(judge, [(reconstructions, edits)], "Smiling", True)  # any edits, judged against reconstructions
 """
 
 import numpy as np
@@ -140,18 +141,34 @@ def attribute_edit_rates(model, judge, x, attribute, vector, factor, batch_size=
     if vector.shape != (model.latent_dim,):
         raise ValueError(f"attribute_edit_rates: vector must be ({model.latent_dim},) like a code, got {vector.shape}")
     step = (factor * vector).astype(model.dtype)  # (L,)
+
+    def decoded_pairs():  # batch by batch: the reconstructions and the edits, (n, C, H, W) each
+        for b, _ in _batches(x, batch_size):
+            mu = model.encode(b)[0]  # (n, L)
+            yield model.mean(model.decode(mu)), model.mean(model.decode(mu + step))
+
+    return {**judged_edits(judge, decoded_pairs(), attribute, factor > 0), "factor": float(factor)}
+
+
+def judged_edits(judge, pairs, attribute, on):
+    """How ``judge`` sees edits of ``attribute`` (one of ``judge.attributes``), each against its reconstruction.
+
+    pairs: an iterable of batches (reconstructions, edits), two arrays of images that pair up row by row.
+    Returns {"switched": the fraction of edits it sees with the attribute if ``on`` (without it otherwise);
+    "others_kept": the fraction whose every other attribute it sees as on the reconstruction; "both": the two
+    at once; "n": the number of edits}. Shared by :func:`attribute_edit_rates` (a VAE's attribute vector) and
+    :func:`tinyvae.csvae.judged_transfer` (a CSVAE's or a conditional VAE's transfers).
+    """
     column = judge.attributes.index(attribute)
-    others = [a for a in range(judge.num_classes) if a != column]
+    others = [a for a in range(len(judge.attributes)) if a != column]
     switched, kept = [], []
-    for b, _ in _batches(x, batch_size):
-        mu = model.encode(b)[0]  # (n, L)
-        seen = judge.predict(model.mean(model.decode(mu)))  # (n, A): on the reconstructions
-        edited = judge.predict(model.mean(model.decode(mu + step)))  # (n, A): on the edits
-        switched.append(edited[:, column] == (factor > 0))  # (n,)
+    for reconstructions, edits in pairs:
+        seen, edited = judge.predict(reconstructions), judge.predict(edits)  # (n, A) each
+        switched.append(edited[:, column] == bool(on))  # (n,)
         kept.append(np.all(edited[:, others] == seen[:, others], axis=1))  # (n,)
     switched, kept = np.concatenate(switched), np.concatenate(kept)
     return {"switched": float(switched.mean()), "others_kept": float(kept.mean()),
-            "both": float((switched & kept).mean()), "n": len(x), "factor": float(factor)}  # fmt: skip
+            "both": float((switched & kept).mean()), "n": len(switched)}  # fmt: skip
 
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Var_x(E_q[z_d | x]) > 0.01
