@@ -22,6 +22,7 @@ import numpy as np
 
 from .evaluate import ACTIVE_UNIT_THRESHOLD, latent_means, latent_statistics, pca
 from .fileio import atomic_write
+from .latent_edit import morph
 
 
 class Skip(Exception):
@@ -181,10 +182,9 @@ def interpolation(plt, run, pairs=5, steps=10):
         y = labels[first]  # (pairs,): the class of a and of b
     a, b = x[first], x[second]  # (pairs, C, H, W) each
     mu_a, mu_b = model.encode(a, y)[0], model.encode(b, y)[0]  # (pairs, L) each
-    t = np.linspace(0, 1, steps, dtype=model.dtype)[:, None]  # (steps, 1)
     rows = []
     for r in range(len(a)):
-        z = (1 - t) * mu_a[r] + t * mu_b[r]  # (steps, L)
+        z = morph(mu_a[r], mu_b[r], steps)  # (steps, L): (1 - t) mu_a + t mu_b, t = 0..1
         decoded = model.mean(model.decode(z, None if y is None else np.full(steps, y[r])))  # (steps, C, H, W)
         rows += [a[r : r + 1], decoded, b[r : r + 1]]
     line = "decoded (1 - t) mu(a) + t mu(b)" if y is None else "of one class y, decoded (1 - t) mu(a, y) + t mu(b, y)"
