@@ -48,7 +48,7 @@ from tinyvae.backend import CHOICES, get_backend, set_backend
 from tinyvae.checkpoint import save_checkpoint
 from tinyvae.datasets import load_celeba, load_mnist, synthetic_faces
 from tinyvae.evaluate import accuracy, attribute_accuracy
-from tinyvae.runner import Flag, OutputLock, RunError, write_text
+from tinyvae.runner import Flag, OutputLock, RunError, lr_of_epoch, write_text
 
 FACES_TRAIN_SEED, FACES_TEST_SEED = 0, 1  # as examples/faces.py draws its synthetic faces
 OUT = {"mnist": "runs/classifier", "faces": "runs/faces-judge"}
@@ -167,7 +167,7 @@ def _run(cfg):
         history = []
         save_checkpoint(out, model, optimizer, epoch=0, rng=train_rng, config=cfg, history=history)
         for epoch in range(1, cfg["epochs"] + 1):
-            optimizer.lr = cfg["lr"] * cfg["lr_decay"] ** (epoch - 1)
+            optimizer.lr = lr_of_epoch(cfg, epoch)
             try:
                 (stats,) = tinyvae.train(model, optimizer, train_images, labels=train_labels, epochs=epoch,
                                          start_epoch=epoch - 1, batch_size=cfg["batch_size"], rng=train_rng,
